@@ -1,0 +1,210 @@
+"""Cross-field rules: the mistakes PEFT, transformers and bitsandbytes only raise after the model
+is loaded (or never raise at all). Each rule returns located Diagnostics; all are collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from loraplan.schema.config import Config
+from loraplan.schema.diagnostic import Diagnostic
+from loraplan.schema.yaml_source import SourceDoc
+
+Rule = Callable[[Config, SourceDoc], Iterator[Diagnostic]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _d(doc: SourceDoc, path: tuple, code: str, severity: str, message: str, hint: str | None = None,
+       key: bool = True) -> Diagnostic:
+    span = doc.key_span(path) if key else doc.span(path)
+    return Diagnostic(code, severity, message, hint=hint).at(span, doc.file)  # type: ignore[arg-type]
+
+
+def _set(doc: SourceDoc, path: tuple) -> bool:
+    """Whether the user wrote this key (defaults do not trigger rules that blame a key)."""
+    return tuple(path) in doc.keys
+
+
+@rule
+def qlora_needs_4bit(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    if c.adapter == "qlora" and not c.load_in_4bit:
+        yield _d(doc, ("adapter",), "LP301", "error",
+                 "adapter 'qlora' needs a 4-bit base, but quantization.load_in_4bit is not true",
+                 hint="add `quantization: {load_in_4bit: true, bnb_4bit_quant_type: nf4}` or use `adapter: lora`")
+
+
+@rule
+def lora_on_quantized_base(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    if c.adapter == "lora" and c.load_in_4bit and _set(doc, ("adapter",)):
+        yield _d(doc, ("adapter",), "LP311", "warning",
+                 "adapter is 'lora' but the base is loaded in 4 bits: this is QLoRA",
+                 hint="write `adapter: qlora` so the plan and the memory estimate say what will run")
+
+
+@rule
+def bits_exclusive(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    if c.load_in_4bit and c.load_in_8bit:
+        yield _d(doc, ("quantization", "load_in_8bit"), "LP302", "error",
+                 "load_in_4bit and load_in_8bit are both true; bitsandbytes loads one or the other",
+                 hint="keep load_in_4bit for QLoRA, or load_in_8bit for 8-bit LoRA")
+
+
+@rule
+def unused_quant_options(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    q = c.quantization
+    if q is None:
+        return
+    four = [k for k in ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype",
+                        "bnb_4bit_quant_storage") if _set(doc, ("quantization", k))]
+    eight = [k for k in ("llm_int8_threshold", "llm_int8_has_fp16_weight") if _set(doc, ("quantization", k))]
+    if not q.load_in_4bit:
+        for k in four:
+            yield _d(doc, ("quantization", k), "LP307", "warning",
+                     f"{k} has no effect: load_in_4bit is not true", hint="remove it or set load_in_4bit: true")
+    if not q.load_in_8bit:
+        for k in eight:
+            yield _d(doc, ("quantization", k), "LP307", "warning",
+                     f"{k} has no effect: load_in_8bit is not true", hint="remove it or set load_in_8bit: true")
+    if not (q.load_in_4bit or q.load_in_8bit) and _set(doc, ("quantization",)):
+        yield _d(doc, ("quantization",), "LP307", "warning",
+                 "quantization block loads nothing quantised (neither load_in_4bit nor load_in_8bit is true)")
+
+
+@rule
+def compute_dtype(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    q = c.quantization
+    if q is None or not q.load_in_4bit:
+        return
+    if not _set(doc, ("quantization", "bnb_4bit_compute_dtype")):
+        yield _d(doc, ("quantization", "load_in_4bit"), "LP310", "warning",
+                 "bnb_4bit_compute_dtype is not set: bitsandbytes computes 4-bit matmuls in float32, "
+                 "several times slower than bfloat16",
+                 hint=f"add `bnb_4bit_compute_dtype: {c.dtype}`")
+    elif q.bnb_4bit_compute_dtype != c.dtype:
+        yield _d(doc, ("quantization", "bnb_4bit_compute_dtype"), "LP310", "warning",
+                 f"bnb_4bit_compute_dtype is {q.bnb_4bit_compute_dtype} but the model dtype is {c.dtype}: "
+                 "every 4-bit matmul casts its input",
+                 hint=f"use `bnb_4bit_compute_dtype: {c.dtype}`")
+
+
+@rule
+def layer_filter(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    if lora.layers_pattern is not None and lora.layers_to_transform is None:
+        yield _d(doc, ("lora", "layers_pattern"), "LP303", "error",
+                 "layers_pattern is set without layers_to_transform (PEFT refuses this)",
+                 hint="add `layers_to_transform: [0, 1, ...]` or remove layers_pattern")
+    if isinstance(lora.target_modules, str) and lora.target_modules != "all-linear":
+        for key in ("layers_to_transform", "layers_pattern"):
+            if getattr(lora, key) is not None:
+                yield _d(doc, ("lora", key), "LP304", "error",
+                         f"{key} cannot be used when target_modules is a regex string (PEFT refuses this)",
+                         hint="write target_modules as a list of names, or put the layer numbers in the regex")
+    if isinstance(lora.layers_to_transform, list):
+        seen = set()
+        for i, idx in enumerate(lora.layers_to_transform):
+            if idx in seen:
+                yield _d(doc, ("lora", "layers_to_transform", i), "LP313", "warning",
+                         f"layer {idx} is listed twice in layers_to_transform", key=False)
+            seen.add(idx)
+        if not lora.layers_to_transform:
+            yield _d(doc, ("lora", "layers_to_transform"), "LP313", "error",
+                     "layers_to_transform is an empty list: no layer would be adapted")
+
+
+@rule
+def target_parameters_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    if not lora.target_parameters:
+        return
+    if lora.lora_dropout != 0:
+        yield _d(doc, ("lora", "lora_dropout"), "LP305", "error",
+                 f"lora_dropout is {lora.lora_dropout} but target_parameters is set: PEFT's parameter adapters "
+                 "do not support dropout", hint="set `lora_dropout: 0`")
+    if lora.use_dora:
+        yield _d(doc, ("lora", "use_dora"), "LP306", "error",
+                 "DoRA is not supported with target_parameters", hint="set `use_dora: false`")
+
+
+@rule
+def dora_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    if lora.use_dora and lora.lora_bias:
+        yield _d(doc, ("lora", "lora_bias"), "LP306", "error",
+                 "lora_bias is not supported with DoRA (PEFT refuses this)", hint="set `lora_bias: false`")
+    if lora.use_dora and lora.init_lora_weights == "mica":
+        yield _d(doc, ("lora", "init_lora_weights"), "LP306", "error",
+                 "MiCA init is a LoRA variant of its own and cannot be combined with DoRA")
+
+
+@rule
+def init_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    init = lora.init_lora_weights
+    if init == "loftq" and not lora.loftq_config:
+        yield _d(doc, ("lora", "init_lora_weights"), "LP309", "error",
+                 "init_lora_weights 'loftq' needs loftq_config (PEFT refuses it without)",
+                 hint="add `loftq_config: {loftq_bits: 4, loftq_iter: 1}`")
+    if lora.loftq_config and init != "loftq":
+        yield _d(doc, ("lora", "loftq_config"), "LP307", "warning",
+                 "loftq_config is ignored unless init_lora_weights is 'loftq'")
+    if init == "loftq" and c.load_in_4bit:
+        yield _d(doc, ("lora", "init_lora_weights"), "LP309", "warning",
+                 "LoftQ initialises from the full-precision weights; load the base unquantised and let LoftQ "
+                 "quantise it, not with load_in_4bit")
+    if lora.lora_bias and init not in (True, False):
+        yield _d(doc, ("lora", "lora_bias"), "LP314", "error",
+                 f"lora_bias needs init_lora_weights true or false, not {init!r} (PEFT refuses this)")
+    if (
+        lora.use_rslora
+        and (lora.rank_pattern or lora.alpha_pattern)
+        and isinstance(init, str)
+        and (init.startswith("pissa") or init in ("olora", "corda"))
+    ):
+        yield _d(doc, ("lora", "use_rslora"), "LP307", "warning",
+                 "rsLoRA with rank/alpha patterns and PiSSA/OLoRA/CorDA init: the converted adapter cannot be "
+                 "restored with path_initial_model_for_weight_conversion")
+
+
+@rule
+def nothing_targeted(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    if isinstance(lora.target_modules, list) and not lora.target_modules and not lora.target_parameters:
+        yield _d(doc, ("lora", "target_modules"), "LP308", "error",
+                 "target_modules is an empty list and no target_parameters are given: nothing would be adapted",
+                 hint="list module names, or write `target_modules: all-linear`")
+
+
+@rule
+def pattern_values(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    lora = c.lora
+    for key in lora.rank_pattern:
+        if key == "":
+            yield _d(doc, ("lora", "rank_pattern", key), "LP312", "error", "rank_pattern has an empty key")
+    for key in lora.alpha_pattern:
+        if key == "":
+            yield _d(doc, ("lora", "alpha_pattern", key), "LP312", "error", "alpha_pattern has an empty key")
+
+
+@rule
+def fsdp_storage(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    q = c.quantization
+    if q and q.load_in_4bit and _set(doc, ("quantization", "bnb_4bit_quant_storage")):
+        if q.bnb_4bit_quant_storage not in ("uint8", c.dtype):
+            yield _d(doc, ("quantization", "bnb_4bit_quant_storage"), "LP310", "warning",
+                     f"bnb_4bit_quant_storage {q.bnb_4bit_quant_storage} differs from the model dtype {c.dtype}: "
+                     f"FSDP cannot flatten 4-bit and {c.dtype} parameters together",
+                     hint=f"use `bnb_4bit_quant_storage: {c.dtype}` for FSDP")
+
+
+def check(config: Config, doc: SourceDoc) -> list[Diagnostic]:
+    """Run every cross-field rule; findings are collected, never first-only."""
+    out: list[Diagnostic] = []
+    for fn in RULES:
+        out.extend(fn(config, doc))
+    return out
