@@ -11,7 +11,8 @@ class LoraplanError(Exception):
     def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None):
         self.diagnostics = list(diagnostics or [])
         details = "\n".join(
-            f"  {d.file or '<config>'}:{d.line or '?'}:{d.column or '?'}: {d.code} {d.message}"
+            (f"  {d.file or '<config>'}:{d.line or '?'}:{d.column or '?'}: " if d.file or d.line else "  ")
+            + f"{d.code} {d.message}"
             for d in self.diagnostics
             if d.severity == "error"
         )

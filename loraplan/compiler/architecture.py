@@ -24,14 +24,18 @@ ModuleKind = Literal[
 ]
 
 # Kinds PEFT's LoRA can wrap as modules.
-LORA_WRAPPABLE: frozenset[str] = frozenset(
-    {"linear", "conv1d_gpt2", "embedding", "conv1d", "conv2d", "conv3d", "mha"}
-)
+LORA_WRAPPABLE: frozenset[str] = frozenset({"linear", "conv1d_gpt2", "embedding", "conv1d", "conv2d", "conv3d", "mha"})
 
 
 @dataclass(frozen=True)
 class ModuleInfo:
-    """One named module. `params` counts its own (non-recursive) parameters."""
+    """One named module. `params` counts its own (non-recursive) parameters, tied ones included.
+
+    `layer` is the index PEFT's default extraction reads from the name (first number after at
+    least two dotted segments, followed by a dot): `model.layers.3.mlp` -> 3, the block
+    `model.layers.3` itself -> None. `in_features`/`out_features`: Linear in/out, GPT-2 Conv1D
+    from its (in, out) weight, Embedding (num_embeddings, embedding_dim), Conv channels, MHA embed_dim.
+    """
 
     name: str
     cls: str
@@ -50,7 +54,10 @@ class ModuleInfo:
 
 @dataclass(frozen=True)
 class ParamInfo:
-    """One named parameter (after tying: each storage listed once, under its first name)."""
+    """One named parameter (after tying: each storage listed once, under its first name).
+
+    `layer` is PEFT's default layer index extracted from the parameter's full name.
+    """
 
     name: str
     module: str
@@ -78,6 +85,9 @@ class Architecture:
     input_embedding: str | None = None  # e.g. "model.embed_tokens"
     tied_embeddings: bool = False
     num_layers: int = 0  # decoder blocks of the main stack
+    main_stack: str | None = None  # e.g. "model.layers": the ModuleList of the main decoder blocks
+    layer_stacks: dict[str, int] = field(default_factory=dict)  # every block ModuleList -> its length
+    tied_parameters: dict[str, str] = field(default_factory=dict)  # name not listed -> name listed
     source: str = "module"  # catalog | config.json | hf-cache | module
     transformers_version: str | None = None
     config_attrs: dict[str, Any] = field(default_factory=dict)  # hidden_size, heads, vocab, ... for estimates

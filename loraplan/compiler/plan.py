@@ -31,17 +31,23 @@ class Injection:
     matched_by: list[str] = field(default_factory=list)  # which target entries matched it
     fast_path: bool | None = None  # runtime: whether loraplan's fused layer applies (None: not decided)
     fallback_reason: str | None = None
+    rank_pattern: str | None = None  # the rank_pattern key that set r (None: lora.r)
+    alpha_pattern: str | None = None  # the alpha_pattern key that set lora_alpha (None: lora.lora_alpha)
 
 
 @dataclass(frozen=True)
 class Coverage:
-    """What one target entry matched."""
+    """What one target entry matched: `modules` counts modules and parameters it adapts.
+
+    `layers` are indices of the main decoder stack (`layers_total` blocks) the entry reaches.
+    """
 
     pattern: str
     modules: int
     layers_covered: int
     layers_total: int
     layers: list[int] = field(default_factory=list)
+    source: str = "target_modules"  # target_modules | target_parameters | default (PEFT's per-model targets)
 
 
 @dataclass(frozen=True)

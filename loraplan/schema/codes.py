@@ -14,7 +14,7 @@ CODES: dict[str, str] = {
     "LP104": "top level is not a mapping",
     "LP105": "file is not valid UTF-8",
     "LP106": "alias expansion too large (possible alias bomb) or recursive alias",
-    "LP107": "file too large",
+    "LP107": "file too large (size, number of values or nesting depth)",
     "LP108": "file cannot be read",
     "LP109": "mapping key is not a plain scalar",
     # schema
@@ -40,11 +40,15 @@ CODES: dict[str, str] = {
     "LP312": "rank_pattern / alpha_pattern key is an invalid regex or value",
     "LP313": "layers_to_transform index invalid",
     "LP314": "lora_bias only with default init",
+    "LP315": "option not supported with target_parameters",
+    "LP316": "orthogonal init needs an even rank",
+    "LP317": "init needs unquantised base weights (PiSSA, CorDA, MiCA)",
     # Axolotl dialect
     "LP401": "misspelt or unknown adapter key",
     "LP402": "Axolotl key loraplan does not model (ignored)",
     "LP403": "Axolotl adapter type loraplan does not plan",
     "LP404": "conflicting Axolotl keys",
+    "LP405": "unknown Axolotl key that looks misspelt (Axolotl ignores it)",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",
@@ -60,6 +64,7 @@ CODES: dict[str, str] = {
     "LP512": "architecture could not be built",
     "LP513": "fan_in_fan_out set to fit the module type",
     "LP514": "target_parameters name matches nothing",
+    "LP515": "modules_to_save wraps a module PEFT cannot save (an adapted layer or a module list)",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

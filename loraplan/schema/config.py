@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 Dtype = Literal["bfloat16", "float16", "float32"]
@@ -26,16 +26,16 @@ def _check_regex(value: str) -> str:
     return value
 
 
-def _check_pattern_keys(value: dict) -> dict:
-    for key in value:
-        try:
-            re.compile(key)
-            re.compile(rf"(.*\.)?({key})$")
-        except re.error as exc:
-            raise PydanticCustomError(
-                "regex", "key '{key}' is not a valid regular expression: {error}", {"key": key, "error": str(exc)}
-            ) from None
-    return value
+def _check_pattern_key(key: str) -> str:
+    r"""A rank_pattern / alpha_pattern key: PEFT matches it as `(.*\.)?(key)$`, so it must compile there."""
+    try:
+        re.compile(key)
+        re.compile(rf"(.*\.)?({key})$")
+    except re.error as exc:
+        raise PydanticCustomError(
+            "regex", "key '{key}' is not a valid regular expression: {error}", {"key": key, "error": str(exc)}
+        ) from None
+    return key
 
 
 def _check_init(value: bool | str) -> bool | str:
@@ -45,15 +45,18 @@ def _check_init(value: bool | str) -> bool | str:
     raise PydanticCustomError("literal_error", "Input should be one of: {options}", {"options": options})
 
 
-def _non_empty_names(value: list[str]) -> list[str]:
-    for name in value:
-        if not name:
-            raise PydanticCustomError("value_error", "module names must not be empty")
-    return value
-
+# For editors: true/false, one of the named modes, or pissa_niter_<n>.
+_INIT_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "enum": list(InitMode.__args__)},
+        {"type": "string", "pattern": "^pissa_niter_[0-9]+$"},
+    ]
+}
 
 Regex = Annotated[str, AfterValidator(_check_regex)]
-Names = Annotated[list[str], AfterValidator(_non_empty_names)]
+PatternKey = Annotated[str, AfterValidator(_check_pattern_key)]
+Names = list[Annotated[str, Field(min_length=1)]]  # an empty name would match nothing
 
 
 class _Strict(BaseModel):
@@ -77,6 +80,7 @@ class LoraSection(_Strict):
             "is a regular expression that must match the whole module name (re.fullmatch); 'all-linear' is "
             "every Linear/Conv1D except the output layer. Unset: PEFT's default for the model type."
         ),
+        examples=["all-linear", ["q_proj", "k_proj", "v_proj", "o_proj"], r".*\.self_attn\.(q|v)_proj"],
     )
     exclude_modules: Names | Regex | None = Field(
         None, description="Modules never adapted; same matching rules as target_modules."
@@ -94,11 +98,11 @@ class LoraSection(_Strict):
     layers_pattern: str | list[str] | None = Field(
         None, description="Name of the layer list (e.g. 'layers', 'h'); needs layers_to_transform."
     )
-    rank_pattern: Annotated[dict[str, Annotated[int, Field(ge=1)]], AfterValidator(_check_pattern_keys)] = Field(
+    rank_pattern: dict[PatternKey, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict,
         description="Per-module rank: regex key matched against the end of the module name (first key wins).",
     )
-    alpha_pattern: Annotated[dict[str, Annotated[float, Field(gt=0)]], AfterValidator(_check_pattern_keys)] = Field(
+    alpha_pattern: dict[PatternKey, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict, description="Per-module alpha, keys as in rank_pattern."
     )
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by lora_alpha / sqrt(r).")
@@ -107,7 +111,7 @@ class LoraSection(_Strict):
         "none", description="Which bias parameters become trainable: none, all biases, or those of adapted modules."
     )
     lora_bias: bool = Field(False, description="Give LoRA B a bias (needs default init, no DoRA).")
-    init_lora_weights: Annotated[bool | str, AfterValidator(_check_init)] = Field(
+    init_lora_weights: Annotated[bool | str, AfterValidator(_check_init), WithJsonSchema(_INIT_SCHEMA)] = Field(
         True,
         description=(
             "Adapter init: true (B = 0, a no-op start), false (random, debugging), gaussian, eva, olora, pissa, "
@@ -167,6 +171,9 @@ class TrainingSection(_Strict):
     optimizer: Optimizer = Field("adamw_torch", description="Optimizer, for the size of its state.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"] = (
         Field("sdpa", description="Attention kernel; eager keeps the full attention matrix.")
+    )
+    torch_compile: bool = Field(
+        False, description="The model runs under torch.compile (inductor saves fewer activations than eager)."
     )
 
 

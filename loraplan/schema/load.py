@@ -60,8 +60,11 @@ def validate_source(doc: SourceDoc, dialect: Dialect = "auto") -> LoadResult:
         config = Config.model_validate(native.data)
     except ValidationError as exc:
         diagnostics.extend(to_diagnostics(exc, native, Config, labels))
+    if config is not None and any(d.code == "LP403" for d in diagnostics):
+        config = None  # an Axolotl config without a LoRA adapter: nothing to plan
     if config is not None:
-        diagnostics.extend(check(config, native))
+        found = check(config, native)
+        diagnostics.extend(axolotl.reword(found, labels) if chosen == "axolotl" else found)
     return LoadResult(doc.file, config, native, chosen, sort_diagnostics(diagnostics), labels)
 
 

@@ -1,17 +1,20 @@
 """Pydantic validation errors -> located Diagnostics, one per problem, with did-you-mean.
 
-Pydantic reports union members separately and names them in `loc`; users only care about the
-key in their file, so errors are grouped by the path that exists in the data.
+Pydantic reports every member of a union separately and names them in `loc`; users only care
+about the key in their file, so member tags are dropped, a type error is dropped when another
+member got further into the value (the user meant that member), and what is left is grouped
+by the path that exists in the data.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from loraplan.schema.diagnostic import Diagnostic
+from loraplan.schema.diagnostic import Diagnostic, Span
 from loraplan.schema.yaml_source import SourceDoc
 
 TYPE_WORDS = {
@@ -37,28 +40,27 @@ RANGE_TYPES = {
     "string_too_long",
     "finite_number",
 }
+KEY_TAG = "[key]"  # pydantic's marker for an error in a mapping key rather than its value
 
 
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """The part of pydantic's `loc` that indexes real data (drops union member tags)."""
+def _data_path(data: Any, loc: tuple, missing: bool = False) -> tuple:
+    """The part of pydantic's `loc` that indexes real data (drops union member tags).
+
+    A name that is not in the data is a union tag ('list[str]', 'function-after[...]'), except
+    the last one of a `missing` error, which is the missing key itself.
+    """
     path: list = []
     node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
+    for i, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             path.append(part)
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        elif missing and i == len(loc) - 1 and isinstance(node, dict):
             path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
-            path.append(part)  # a key that is missing from the data
             node = None
-        # else: a union tag such as 'list[str]' or 'function-after[...]': skip it
     return tuple(path)
-
-
-def _is_tag(part: str) -> bool:
-    return "[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
@@ -84,6 +86,16 @@ def _first_model(annotation: Any) -> Any:
     return None
 
 
+def _sections(model: type[BaseModel], prefix: tuple = ()) -> list[tuple[tuple, type[BaseModel]]]:
+    """Every (path, model) reachable from `model`: where each field name lives."""
+    out = [(prefix, model)]
+    for name, field in model.model_fields.items():
+        sub = _first_model(field.annotation)
+        if sub is not None and sub is not model:
+            out.extend(_sections(sub, (*prefix, name)))
+    return out
+
+
 def suggest(word: str, options: list[str]) -> str | None:
     matches = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     return matches[0] if matches else None
@@ -92,8 +104,35 @@ def suggest(word: str, options: list[str]) -> str | None:
 def _label(path: tuple) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out or "config"
+
+
+def _describe(value: Any) -> str:
+    """'a string ('sixteen')': what the user wrote, in words."""
+    words = {type(None): "empty", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a mapping"}
+    kind = words.get(type(value), type(value).__name__)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        shown = repr(value)
+        if len(shown) <= 40:
+            return f"{kind} ({shown})"
+    return kind
+
+
+def _useful(items: list[tuple[tuple, dict]]) -> list[tuple[tuple, dict]]:
+    """Drop union members' type errors where another member reached deeper into the value."""
+    paths = [p for p, _ in items]
+    kept = []
+    for path, err in items:
+        deeper = any(len(q) > len(path) and q[: len(path)] == path for q in paths)
+        if err["type"] in TYPE_WORDS and deeper:
+            continue
+        kept.append((path, err))
+    return kept
 
 
 def to_diagnostics(
@@ -104,14 +143,54 @@ def to_diagnostics(
     `labels` renames native paths for messages (the Axolotl dialect shows `lora_r`, not `lora.r`).
     """
     labels = labels or {}
-    grouped: dict[tuple, list[dict]] = {}
+    items = []
     for err in exc.errors(include_url=False):
-        path = _data_path(doc.data, tuple(err["loc"]))
-        grouped.setdefault((path, err["type"] == "extra_forbidden"), []).append(err)
+        loc = tuple(err["loc"])
+        items.append((_data_path(doc.data, loc, missing=err["type"] == "missing"), err))
+    grouped: dict[tuple, list[dict]] = {}
+    for path, err in _useful(items):
+        on_key = (bool(err["loc"]) and err["loc"][-1] == KEY_TAG) or err["type"] == "invalid_key"
+        kind = "extra" if err["type"] == "extra_forbidden" else ("key" if on_key else "value")
+        grouped.setdefault((path, kind), []).append(err)
     diagnostics = []
-    for (path, _), errors in grouped.items():
-        diagnostics.append(_one(path, errors, doc, root, labels))
+    for (path, kind), errors in grouped.items():
+        if kind == "key":
+            diagnostics.append(_key_error(path, errors[0], doc, labels))
+        else:
+            diagnostics.append(_one(path, errors, doc, root, labels))
     return diagnostics
+
+
+def _unknown_key(path: tuple, doc: SourceDoc, root: type[BaseModel], name: str) -> Diagnostic:
+    parent = _model_at(root, path[:-1])
+    options = sorted(parent.model_fields) if parent else []
+    guess = suggest(str(path[-1]), options)
+    if guess:
+        hint = f"did you mean '{guess}'?"
+    else:
+        homes = [p for p, m in _sections(root) if path[-1] in m.model_fields and p != path[:-1]]
+        if homes:
+            where = ".".join(str(p) for p in homes[0]) or "the top level"
+            hint = f"'{path[-1]}' belongs under '{where}:'" if homes[0] else f"'{path[-1]}' belongs at the top level"
+        else:
+            hint = f"known keys: {', '.join(options)}" if options else None
+    return Diagnostic("LP201", "error", f"unknown key '{name}'", hint=hint).at(doc.key_span(path), doc.file)
+
+
+def _key_error(path: tuple, err: dict, doc: SourceDoc, labels: dict) -> Diagnostic:
+    """An error in a mapping key (not a string, an invalid regex in rank_pattern, ...)."""
+    key = path[-1] if path else None
+    where = labels.get(path[:-1], _label(path[:-1]))
+    span = doc.key_span(path) if path else Span(1, 1)
+    if err["type"] == "regex":
+        return Diagnostic("LP206", "error", f"'{where}': {err['msg']}", hint="escape special characters with \\").at(
+            span, doc.file
+        )
+    if err["type"] in ("invalid_key", "string_type"):
+        place = f"in '{where}' " if path[:-1] else ""
+        return Diagnostic("LP201", "error", f"key {key!r} {place}is not a name: keys must be text",
+                          hint=f"quote it: '\"{key}\": ...'").at(span, doc.file)
+    return Diagnostic("LP207", "error", f"key {key!r} in '{where}': {err['msg']}").at(span, doc.file)
 
 
 def _one(path: tuple, errors: list[dict], doc: SourceDoc, root: type[BaseModel], labels: dict) -> Diagnostic:
@@ -119,22 +198,21 @@ def _one(path: tuple, errors: list[dict], doc: SourceDoc, root: type[BaseModel],
     kind = err["type"]
     name = labels.get(path, _label(path))
     if kind == "extra_forbidden":
-        parent = _model_at(root, path[:-1])
-        options = sorted(parent.model_fields) if parent else []
-        guess = suggest(str(path[-1]), options)
-        hint = f"did you mean '{guess}'?" if guess else (f"known keys: {', '.join(options)}" if options else None)
-        return Diagnostic("LP201", "error", f"unknown key '{name}'", hint=hint).at(doc.key_span(path), doc.file)
+        return _unknown_key(path, doc, root, name)
     if kind == "missing":
+        if len(path) > 1:
+            span = doc.key_span(path[:-1])
+        else:
+            top = doc.values.get(())
+            span = Span(top.line, top.column) if top else Span(1, 1)
         return Diagnostic("LP202", "error", f"missing required key '{name}'", hint=f"add `{path[-1]}:`").at(
-            doc.key_span(path[:-1]) if len(path) > 1 else doc.span(()), doc.file
+            span, doc.file
         )
     span = doc.span(path)
     types = [e["type"] for e in errors]
     if all(t in TYPE_WORDS for t in types):
         wanted = " or ".join(dict.fromkeys(TYPE_WORDS[t] for t in types))
-        got = type(err.get("input")).__name__ if "input" in err else "nothing"
-        got = {"NoneType": "empty", "str": "a string", "int": "an integer", "float": "a number",
-               "bool": "a boolean", "list": "a list", "dict": "a mapping"}.get(got, got)
+        got = _describe(err["input"]) if "input" in err else "nothing"
         return Diagnostic("LP203", "error", f"'{name}' should be {wanted}, got {got}").at(span, doc.file)
     # Prefer the most specific error among union members (a regex or range problem over a type one).
     for e in errors:
@@ -143,9 +221,6 @@ def _one(path: tuple, errors: list[dict], doc: SourceDoc, root: type[BaseModel],
             break
     msg = err["msg"]
     if kind == "regex":
-        key = (err.get("ctx") or {}).get("key")
-        if key is not None and (*path, key) in doc.keys:
-            span = doc.key_span((*path, key))
         return Diagnostic("LP206", "error", f"'{name}': {msg}", hint="escape special characters with \\").at(
             span, doc.file
         )
@@ -162,8 +237,6 @@ def _one(path: tuple, errors: list[dict], doc: SourceDoc, root: type[BaseModel],
 
 def _options(msg: str) -> list[str]:
     """Options listed in a literal error message ("Input should be 'a', 'b' or 'c'")."""
-    import re
-
     quoted = re.findall(r"'([^']*)'", msg)
     if quoted:
         return quoted

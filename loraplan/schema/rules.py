@@ -25,6 +25,10 @@ def _d(doc: SourceDoc, path: tuple, code: str, severity: str, message: str, hint
     return Diagnostic(code, severity, message, hint=hint).at(span, doc.file)  # type: ignore[arg-type]
 
 
+def _name(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
 def _set(doc: SourceDoc, path: tuple) -> bool:
     """Whether the user wrote this key (defaults do not trigger rules that blame a key)."""
     return tuple(path) in doc.keys
@@ -95,16 +99,20 @@ def compute_dtype(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
 @rule
 def layer_filter(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     lora = c.lora
-    if lora.layers_pattern is not None and lora.layers_to_transform is None:
+    if lora.layers_pattern and lora.layers_to_transform is None:
         yield _d(doc, ("lora", "layers_pattern"), "LP303", "error",
                  "layers_pattern is set without layers_to_transform (PEFT refuses this)",
                  hint="add `layers_to_transform: [0, 1, ...]` or remove layers_pattern")
-    if isinstance(lora.target_modules, str) and lora.target_modules != "all-linear":
+    if isinstance(lora.target_modules, str):
+        # PEFT refuses any string here, 'all-linear' included (LoraConfig.__post_init__).
+        linear = lora.target_modules == "all-linear"
+        what = "'all-linear'" if linear else "a regex string"
+        hint = ("list the module names instead of all-linear, e.g. [q_proj, k_proj, v_proj, o_proj]" if linear
+                else "write target_modules as a list of names, or put the layer numbers in the regex")
         for key in ("layers_to_transform", "layers_pattern"):
             if getattr(lora, key) is not None:
                 yield _d(doc, ("lora", key), "LP304", "error",
-                         f"{key} cannot be used when target_modules is a regex string (PEFT refuses this)",
-                         hint="write target_modules as a list of names, or put the layer numbers in the regex")
+                         f"{key} cannot be used when target_modules is {what} (PEFT refuses this)", hint=hint)
     if isinstance(lora.layers_to_transform, list):
         seen = set()
         for i, idx in enumerate(lora.layers_to_transform):
@@ -129,6 +137,11 @@ def target_parameters_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     if lora.use_dora:
         yield _d(doc, ("lora", "use_dora"), "LP306", "error",
                  "DoRA is not supported with target_parameters", hint="set `use_dora: false`")
+    for key in ("fan_in_fan_out", "lora_bias"):
+        if getattr(lora, key):
+            yield _d(doc, ("lora", key), "LP315", "error",
+                     f"{key} is not supported with target_parameters (PEFT's parameter adapters refuse it)",
+                     hint=f"set `{key}: false`")
 
 
 @rule
@@ -157,6 +170,22 @@ def init_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
         yield _d(doc, ("lora", "init_lora_weights"), "LP309", "warning",
                  "LoftQ initialises from the full-precision weights; load the base unquantised and let LoftQ "
                  "quantise it, not with load_in_4bit")
+    if init == "orthogonal":
+        odd = [(("lora", "r"), lora.r)] if lora.r % 2 else []
+        odd += [(("lora", "rank_pattern", k), v) for k, v in lora.rank_pattern.items() if v % 2]
+        for path, value in odd:
+            yield _d(doc, path, "LP316", "error",
+                     f"orthogonal init needs an even rank, but {_name(path)} is {value} (PEFT refuses odd ranks)",
+                     hint=f"use rank {value + 1} or {value - 1}" if value > 1 else f"use rank {value + 1}",
+                     key=False)
+    if isinstance(init, str) and (init.startswith("pissa") or init in ("corda", "mica")) and (
+        c.load_in_4bit or c.load_in_8bit
+    ):
+        yield _d(doc, ("lora", "init_lora_weights"), "LP317", "error",
+                 f"init_lora_weights '{init}' decomposes the full-precision base weights; PEFT refuses it on a "
+                 "quantized (bitsandbytes) base",
+                 hint="initialise on the unquantised model, then quantise the residual model (see PEFT's PiSSA "
+                      "docs), or use the default init")
     if lora.lora_bias and init not in (True, False):
         yield _d(doc, ("lora", "lora_bias"), "LP314", "error",
                  f"lora_bias needs init_lora_weights true or false, not {init!r} (PEFT refuses this)")
@@ -194,12 +223,12 @@ def pattern_values(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
 @rule
 def fsdp_storage(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     q = c.quantization
-    if q and q.load_in_4bit and _set(doc, ("quantization", "bnb_4bit_quant_storage")):
-        if q.bnb_4bit_quant_storage not in ("uint8", c.dtype):
-            yield _d(doc, ("quantization", "bnb_4bit_quant_storage"), "LP310", "warning",
-                     f"bnb_4bit_quant_storage {q.bnb_4bit_quant_storage} differs from the model dtype {c.dtype}: "
-                     f"FSDP cannot flatten 4-bit and {c.dtype} parameters together",
-                     hint=f"use `bnb_4bit_quant_storage: {c.dtype}` for FSDP")
+    written = q is not None and _set(doc, ("quantization", "bnb_4bit_quant_storage"))
+    if written and q.load_in_4bit and q.bnb_4bit_quant_storage not in ("uint8", c.dtype):
+        yield _d(doc, ("quantization", "bnb_4bit_quant_storage"), "LP310", "warning",
+                 f"bnb_4bit_quant_storage {q.bnb_4bit_quant_storage} differs from the model dtype {c.dtype}: "
+                 f"FSDP cannot flatten 4-bit and {c.dtype} parameters together",
+                 hint=f"use `bnb_4bit_quant_storage: {c.dtype}` for FSDP")
 
 
 def check(config: Config, doc: SourceDoc) -> list[Diagnostic]:

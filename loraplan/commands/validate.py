@@ -1,0 +1,97 @@
+"""`loraplan validate FILE...`: every finding in every file, located, in one run.
+
+Runs the schema layer (YAML, types, cross-field rules) on each file and, when the compiler is
+installed and the architecture resolves offline without torch, the target checks too. Many files
+per call, so it works as a pre-commit hook. Never imports torch, transformers or peft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from loraplan.commands import (
+    EXIT_USAGE,
+    add_arch_flag,
+    add_dialect_flag,
+    add_format_flag,
+    add_strict_flag,
+    apply_strict,
+    exit_code,
+    output_format,
+)
+
+COMPILER_MODULE = "loraplan.compiler.compile"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check config files: YAML, schema, cross-field rules (and targets, offline)",
+        description=(
+            "Check loraplan (or Axolotl) config files and report every finding at file:line:col. "
+            "Exit 0: no errors; 1: errors found; 2: usage or internal error."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="config files (YAML)")
+    add_format_flag(parser)
+    add_strict_flag(parser)
+    add_dialect_flag(parser)
+    add_arch_flag(parser)
+
+
+def compiler_check() -> Any:
+    """`check_loaded` from the compiler when that module exists (it may land later), else None."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(COMPILER_MODULE) is None:
+        return None
+    return getattr(importlib.import_module(COMPILER_MODULE), "check_loaded", None)
+
+
+def read_text_quietly(path: str) -> str | None:
+    """The file's text for source lines in the report (None when it cannot be read)."""
+    from loraplan.schema.yaml_source import MAX_FILE_BYTES
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return None
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def run(args: argparse.Namespace) -> int:
+    from loraplan.output.diagnostics import render
+    from loraplan.schema.load import load_file
+
+    fmt = output_format(args.format)
+    files = list(dict.fromkeys(args.files))
+    internal_error = False
+    try:
+        check = compiler_check()
+    except Exception as exc:  # a broken compiler is our bug, not the user's config
+        print(f"loraplan: internal error: cannot load the compiler: {type(exc).__name__}: {exc}", file=sys.stderr)
+        check, internal_error = None, True
+
+    diagnostics = []
+    sources: dict[str, Any] = {}
+    for path in files:
+        try:
+            result = load_file(path, dialect=args.dialect)
+            diagnostics.extend(result.diagnostics)
+            if check is not None and result.config is not None:
+                _plan, found = check(result, arch_override=args.arch, offline_only=True)
+                diagnostics.extend(found)
+        except Exception as exc:
+            print(f"loraplan: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            internal_error = True
+
+    if fmt == "text":  # source lines under the findings, read from the files the user wrote
+        sources = {file: read_text_quietly(file) for file in {d.file for d in diagnostics} if file}
+    diagnostics = apply_strict(diagnostics, args.strict)
+    sys.stdout.write(render(diagnostics, fmt, sources, files=files))
+    sys.stdout.flush()
+    return EXIT_USAGE if internal_error else exit_code(diagnostics)

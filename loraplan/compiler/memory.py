@@ -1,0 +1,197 @@
+"""A simple, explicit estimate of one training step's peak GPU memory on one device.
+
+Every number comes from a stated assumption (see `assumptions` in the result), so it can be
+checked and calibrated against measured peaks. The model is additive, an upper-ish bound:
+
+  weights      base parameters in their storage: dtype bytes; NF4/FP4 0.5 byte + one absmax per
+               64-weight block (fp32, or 8-bit plus a second fp32 absmax per 256 blocks with
+               double quantisation); LLM.int8 1 byte + one fp32 scale per output row
+  adapters     LoRA / DoRA / modules_to_save parameters (adapters in float32: PEFT's default
+               autocast_adapter_dtype=True; modules_to_save copies in the model dtype)
+  gradients    one gradient per trainable parameter, in its dtype
+  optimizer    states per trainable parameter for training.optimizer
+  activations  per decoder layer and token: 6h + 2*kv + 4*ffn elements in the model dtype (norm
+               inputs/outputs, q, attention output, gate/up/act/product; 3*ffn under
+               training.torch_compile, which recomputes the product), plus each adapted
+               module's dropout copy of its input and its r-wide A output; eager attention adds
+               the heads x seq x seq probabilities; gradient checkpointing keeps one h-wide input
+               per layer plus one layer's activations for the recompute
+  logits       seq x batch x vocab x 10 bytes (model-dtype logits, float32 upcast, float32
+               log-softmax kept for the loss backward)
+  overhead     CUDA context and cuBLAS workspace (fixed), a 4-bit dequantisation buffer for the
+               largest quantised weight, and 5% allocator fragmentation on top of the rest
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loraplan.compiler.architecture import Architecture
+from loraplan.compiler.counting import quantized_modules
+from loraplan.compiler.plan import Injection, MemoryEstimate, Totals
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+CUDA_CONTEXT_BYTES = 512 * 2**20
+FRAGMENTATION = 0.05
+NF4_BLOCK = 64
+DOUBLE_QUANT_BLOCK = 256
+ADAPTER_BYTES = 4  # PEFT autocasts adapter weights to float32 by default
+
+# bytes of optimizer state per trainable parameter, relative to a float32 parameter
+OPTIMIZER_STATE_BYTES = {
+    "adamw_torch": 8.0,
+    "adamw_torch_fused": 8.0,
+    "adamw_8bit": 2.0,
+    "adamw_bnb_8bit": 2.0,
+    "paged_adamw_8bit": 2.0,
+    "paged_adamw_32bit": 8.0,
+    "sgd": 0.0,
+    "lion_32bit": 4.0,
+    "lion_8bit": 1.0,
+}
+
+
+def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, int, str]:
+    """(bytes, largest quantised weight in elements, description) of the base weights."""
+    q = config.quantization
+    four = bool(q and q.load_in_4bit)
+    eight = bool(q and q.load_in_8bit)
+    quant = quantized_modules(arch, q.llm_int8_skip_modules) if (four or eight) else set()
+    total, largest = 0.0, 0
+    for p in arch.parameters:
+        n = p.numel
+        if p.module in quant and p.name == f"{p.module}.weight":
+            largest = max(largest, n)
+            if four:
+                blocks = -(-n // NF4_BLOCK)
+                if q.bnb_4bit_use_double_quant:
+                    absmax = blocks + 4 * -(-blocks // DOUBLE_QUANT_BLOCK)  # 8-bit absmax + fp32 per 256 blocks
+                else:
+                    absmax = 4 * blocks  # one fp32 absmax per block
+                total += n / 2 + absmax
+            else:
+                total += n + 4 * (p.shape[0] if p.shape else 1)
+        else:
+            total += n * dtype_bytes
+    if four:
+        kind = f"{q.bnb_4bit_quant_type} 4-bit" + (" with double quantisation" if q.bnb_4bit_use_double_quant else "")
+        what = f"{len(quant)} Linear weights in {kind}, everything else in {config.dtype}"
+    elif eight:
+        what = f"{len(quant)} Linear weights in LLM.int8, everything else in {config.dtype}"
+    else:
+        what = f"all weights in {config.dtype}"
+    return int(total), largest, what
+
+
+def _dims(config: Any, arch: Architecture) -> dict[str, int] | None:
+    a = arch.config_attrs or {}
+    h = a.get("hidden_size")
+    if not isinstance(h, int):
+        return None
+    heads = a.get("num_attention_heads") or 1
+    head_dim = a.get("head_dim") or h // max(1, heads)
+    kv = (a.get("num_key_value_heads") or heads) * head_dim
+    ffn = a.get("intermediate_size") or 4 * h
+    if a.get("num_experts") and a.get("moe_intermediate_size"):
+        ffn = a["moe_intermediate_size"] * (a.get("num_experts_per_tok") or 1) + a["moe_intermediate_size"] * (
+            a.get("n_shared_experts") or 0)
+    layers = arch.num_layers or a.get("num_hidden_layers") or 0
+    vocab = a.get("vocab_size") or 0
+    return {"h": h, "heads": heads, "kv": kv, "ffn": ffn, "layers": int(layers), "vocab": int(vocab)}
+
+
+def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dtype_bytes: int) -> tuple[int, int]:
+    """(activation bytes, logits bytes) for training.sequence_len x micro_batch_size."""
+    t = config.training
+    tokens = t.sequence_len * t.micro_batch_size
+    h, layers = dims["h"], max(1, dims["layers"])
+    ffn_kept = 3 if t.torch_compile else 4  # inductor recomputes act(gate) * up in backward
+    per_token_layer = (6 * h + 2 * dims["kv"] + ffn_kept * dims["ffn"]) * dtype_bytes
+    lora_extra = 0.0
+    for i in modules:
+        lora_extra += i.r * ADAPTER_BYTES
+        if i.dropout > 0:
+            lora_extra += i.in_features * (dtype_bytes + 1)  # dropout output + mask
+    per_layer = tokens * (per_token_layer + lora_extra / layers)
+    if t.attn_implementation == "eager":
+        per_layer += t.micro_batch_size * dims["heads"] * t.sequence_len**2 * dtype_bytes * 2
+    acts = tokens * h * dtype_bytes * layers + per_layer if t.gradient_checkpointing else per_layer * layers
+    logits = tokens * dims["vocab"] * 10
+    return int(acts), int(logits)
+
+
+def _optimizer(name: str, totals: Totals, modules: list[Injection], params: list[Injection], dtype_bytes: int) -> int:
+    adapters, copies = totals.adapter_params, totals.modules_to_save_params + totals.bias_params
+    if name == "adafactor":
+        factored = sum((i.r + i.in_features) + (i.out_features + i.r) for i in modules + params)
+        return factored * 4 + copies * dtype_bytes
+    per = OPTIMIZER_STATE_BYTES.get(name, 8.0)
+    return int(adapters * per + copies * per * dtype_bytes / 4)
+
+
+def estimate_memory(
+    config: Any, arch: Architecture, totals: Totals, modules: list[Injection], params: list[Injection]
+) -> MemoryEstimate:
+    t = config.training
+    dtype_bytes = DTYPE_BYTES[config.dtype]
+    weights, largest_q, weights_what = _weights(config, arch, dtype_bytes)
+    copies = totals.modules_to_save_params + totals.bias_params
+    adapter_bytes = totals.adapter_params * ADAPTER_BYTES + totals.modules_to_save_params * dtype_bytes
+    gradient_bytes = totals.adapter_params * ADAPTER_BYTES + copies * dtype_bytes
+    optimizer_bytes = _optimizer(t.optimizer, totals, modules, params, dtype_bytes)
+    assumptions = [
+        f"weights: {weights_what}",
+        f"adapters and their gradients in float32 ({ADAPTER_BYTES} bytes/parameter: PEFT's autocast_adapter_dtype "
+        f"default); modules_to_save copies and trainable biases in {config.dtype}",
+        f"optimizer {t.optimizer}: " + ("factored second moments (rows + columns per matrix, float32)"
+                                        if t.optimizer == "adafactor" else
+                                        f"{OPTIMIZER_STATE_BYTES.get(t.optimizer, 8.0):g} bytes of state per "
+                                        "float32 trainable parameter"),
+    ]
+    dims = _dims(config, arch)
+    acts = logits = 0
+    if dims is None:
+        assumptions.append("activations: unknown (the architecture records no hidden_size); counted as 0")
+    else:
+        acts, logits = _activations(config, dims, modules, dtype_bytes)
+        assumptions.append(
+            f"activations: {t.micro_batch_size} x {t.sequence_len} tokens, {dims['layers']} layers, hidden "
+            f"{dims['h']}, kv {dims['kv']}, ffn {dims['ffn']}: (6h + 2kv + {3 if t.torch_compile else 4}ffn) x "
+            f"{dtype_bytes} bytes per token and layer, plus adapter inputs kept for dropout and r-wide A outputs"
+            + ("; torch.compile: the activation product act(gate) * up is recomputed, not kept"
+               if t.torch_compile else "")
+            + (f"; {t.attn_implementation} attention keeps no seq x seq matrix" if t.attn_implementation != "eager"
+               else "; eager attention keeps heads x seq x seq probabilities (x2)")
+            + ("; gradient checkpointing: one hidden-state input per layer plus one layer recomputed"
+               if t.gradient_checkpointing else "; no gradient checkpointing: every layer's activations kept"))
+        assumptions.append(f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x 10 bytes "
+                           "(model-dtype logits, float32 upcast, float32 log-softmax)")
+    dequant = largest_q * dtype_bytes if config.load_in_4bit else 0
+    subtotal = weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits
+    overhead = CUDA_CONTEXT_BYTES + dequant + int(FRAGMENTATION * subtotal)
+    assumptions.append(f"overhead: CUDA context and cuBLAS workspace {CUDA_CONTEXT_BYTES // 2**20} MiB, "
+                       f"{int(FRAGMENTATION * 100)}% allocator fragmentation"
+                       + (", one dequantised copy of the largest 4-bit weight" if dequant else ""))
+    assumptions.append("peak = sum of all parts (activations and gradients are counted as alive together)")
+    breakdown = {
+        "weights": weights,
+        "adapters": adapter_bytes,
+        "gradients": gradient_bytes,
+        "optimizer": optimizer_bytes,
+        "activations": acts,
+        "logits": logits,
+        "dequant_buffer": dequant,
+        "cuda_context": CUDA_CONTEXT_BYTES,
+        "fragmentation": int(FRAGMENTATION * subtotal),
+    }
+    return MemoryEstimate(
+        weights_bytes=weights,
+        adapter_bytes=adapter_bytes,
+        gradient_bytes=gradient_bytes,
+        optimizer_bytes=optimizer_bytes,
+        activation_bytes=acts + logits,
+        overhead_bytes=overhead,
+        total_bytes=weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits + overhead,
+        breakdown=breakdown,
+        assumptions=assumptions,
+    )

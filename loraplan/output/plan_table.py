@@ -1,0 +1,159 @@
+"""A Plan as a text table for people: collapsed injections, coverage, totals, memory, findings.
+
+Repeated layers are one row each (`model.layers.0-31.self_attn.{q,k,v,o}_proj  r=16  α=32 ...`,
+see plan_collapse.py), so a 405B model's plan fits on a screen. Output is deterministic (same
+plan, same text); colour only when asked (the command asks on a TTY without NO_COLOR).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from loraplan.output.plan_collapse import collapse_names
+from loraplan.output.plan_rows import (
+    Row,
+    fmt_bytes,
+    fmt_int,
+    fmt_num,
+    glyphs,
+    injection_rows,
+    layers_text,
+    memory_parts,
+    num_layers,
+    settings_summary,
+    totals_parts,
+    uniform,
+)
+
+WRAP = 100
+_BOLD, _RESET = "\033[1m", "\033[0m"
+
+
+def align(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset(), indent: str = "  ") -> list[str]:
+    """Columns padded to their widest cell, two spaces apart; `right` columns right-aligned."""
+    if not rows:
+        return []
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [v.rjust(w) if c in right else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths))]
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def _heading(text: str, detail: str, color: bool) -> str:
+    head = f"{_BOLD}{text}{_RESET}" if color else text
+    return f"{head}  {detail}" if detail else head
+
+
+def _injection_lines(rows: list[Row], g: dict[str, str], per_row_dropout: bool) -> list[str]:
+    cells = []
+    for row in rows:
+        cell = [
+            row.pattern,
+            row.kind,
+            f"r={row.r}",
+            f"{g['alpha']}={fmt_num(row.alpha)}",
+            row.shape(g),
+        ]
+        if per_row_dropout:
+            cell.append(f"dropout={fmt_num(row.dropout)}")
+        cell += [f"{g['times']}{row.count}", fmt_int(row.params), "; ".join(row.notes)]
+        cells.append(cell)
+    n = len(cells[0]) if cells else 0
+    return align(cells, right=frozenset({n - 3, n - 2}))
+
+
+def _section_injections(title: str, plan: Any, items: list[Any], what: str, g: dict, color: bool) -> list[str]:
+    rows = injection_rows(items, ascii_only=g["arrow"] == "->")
+    total = sum(i.params for i in items)
+    detail = f"{fmt_int(len(items))} {what} adapted, {fmt_int(total)} trainable parameters"
+    shared = settings_summary(plan, items)
+    if shared:
+        detail += "; " + ", ".join(shared)
+    per_row_dropout = uniform([i.dropout for i in items]) is None
+    return [_heading(title, detail, color), *_injection_lines(rows, g, per_row_dropout)]
+
+
+def _section_coverage(plan: Any, color: bool) -> list[str]:
+    layers = num_layers(plan)
+    detail = f"{layers} decoder layers" if layers else "no decoder stack"
+    cells = [["PATTERN", "FROM", "MODULES", "LAYERS"]]
+    for c in plan.coverage:
+        cells.append([c.pattern, c.source, fmt_int(c.modules), layers_text(c.layers_covered, c.layers_total, c.layers)])
+    if len(cells) == 1:
+        return [_heading("Coverage", detail, color), "  (no target patterns)"]
+    return [_heading("Coverage", detail, color), *align(cells, right=frozenset({2}))]
+
+
+def _section_totals(plan: Any, color: bool) -> list[str]:
+    t = plan.totals
+    cells = [
+        ["trainable", fmt_int(t.trainable_params), f"{t.trainable_percent:.4f}% of the total"],
+        ["total", fmt_int(t.total_params), ""],
+        *([f"  {name}", fmt_int(n), ""] for name, n in totals_parts(t)),
+    ]
+    # The parts explain the trainable count: list them right under it.
+    cells = [cells[0], *cells[2:], cells[1]]
+    return [_heading("Totals", "parameters, as PEFT counts them", color), *align(cells, right=frozenset({1}))]
+
+
+def _section_memory(plan: Any, color: bool) -> list[str]:
+    m = plan.memory
+    if m is None:
+        return [_heading("Memory estimate", "not available", color)]
+    cells = [[name, fmt_bytes(n)] for name, n in memory_parts(m)]
+    cells.append(["total", fmt_bytes(m.total_bytes)])
+    lines = [_heading("Memory estimate", f"{fmt_bytes(m.total_bytes)} for one training step on one device", color)]
+    lines += align(cells, right=frozenset({1}))
+    if m.assumptions:
+        lines.append("  assumptions:")
+        for a in m.assumptions:
+            lines += textwrap.wrap(a, WRAP, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False)
+    return lines
+
+
+def _header(plan: Any, title: str | None, color: bool) -> list[str]:
+    layers = num_layers(plan)
+    arch = f"{plan.architecture} ({plan.model_class}" + (f", {layers} layers)" if layers else ")")
+    cells = [
+        ["architecture", arch],
+        ["arch fingerprint", plan.architecture_fingerprint],
+        ["plan fingerprint", plan.fingerprint],
+    ]
+    return [_heading("Plan", title or "", color), *align(cells)]
+
+
+def render_table(
+    plan: Any,
+    *,
+    title: str | None = None,
+    sources: Mapping[str, Any] | None = None,
+    files: Sequence[str] | None = None,
+    color: bool = False,
+    ascii_only: bool = False,
+) -> str:
+    """The whole plan as text. `title`: usually the config's path; `sources`/`files`: as for
+    loraplan.output.diagnostics.render (source lines under the findings, the summary's file count)."""
+    from loraplan.output.diagnostics import render
+
+    g = glyphs(ascii_only)
+    sections = [_header(plan, title, color)]
+    sections.append(_section_injections("Injections", plan, plan.injections, "modules", g, color))
+    if plan.parameters:
+        sections.append(
+            _section_injections("Parameters (target_parameters)", plan, plan.parameters, "parameters", g, color)
+        )
+    if plan.modules_to_save:
+        names = collapse_names(list(plan.modules_to_save))
+        detail = f"{len(plan.modules_to_save)} modules, trained and saved in full"
+        sections.append([_heading("modules_to_save", detail, color), *(f"  {n}" for n in names)])
+    sections.append(_section_coverage(plan, color))
+    sections.append(_section_totals(plan, color))
+    sections.append(_section_memory(plan, color))
+    checked = list(files) if files is not None else ([title] if title else [])
+    findings = render(plan.diagnostics, "text", sources or {}, files=checked, color=color).rstrip("\n")
+    sections.append([_heading("Diagnostics", "", color), *findings.split("\n")])
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"

@@ -1,0 +1,11 @@
+"""Fast LoRA training path: PEFT's modules and parameter names, fused forward and backward.
+
+`patch_model(peft_model)` swaps eligible PEFT LoRA layers to subclasses whose forward runs one
+custom autograd function; everything PEFT saves or loads (names, shapes, state-dict keys,
+adapter_config.json) is unchanged. Ineligible layers keep PEFT's forward and are reported.
+"""
+
+from loraplan.runtime.fast.eligibility import FALLBACK_REASONS, static_fallback_reason
+from loraplan.runtime.fast.patch import FastPathReport, patch_model, unpatch_model
+
+__all__ = ["FALLBACK_REASONS", "FastPathReport", "patch_model", "static_fallback_reason", "unpatch_model"]

@@ -1,0 +1,147 @@
+"""Swap eligible PEFT LoRA layers to fused-forward subclasses, in place.
+
+The swap changes only `__class__` (a subclass of PEFT's own layer class), so parameter names,
+state-dict keys, `save_pretrained` output and isinstance checks stay PEFT's. Anything the fused
+path does not cover at call time (adapters disabled or merged, several active adapters, mixed
+batches, autocast, a dtype it does not expect) runs PEFT's forward unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
+
+_SUBCLASSES: dict[type, type] = {}
+MODES = ("auto", "merged", "activation")
+
+
+def _dequantize_4bit(weight: torch.Tensor) -> torch.Tensor:
+    import bitsandbytes.functional as bnbf
+
+    return bnbf.dequantize_4bit(weight, weight.quant_state)
+
+
+@dataclass
+class FastPathReport:
+    fast: list[str] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)  # module name -> reason
+
+
+def _base_kind(layer: nn.Module) -> str | None:
+    base = layer.get_base_layer()
+    if type(base) is nn.Linear:
+        return "linear"
+    if type(base).__name__ == "Linear4bit":
+        return "4bit"
+    return None
+
+
+def fallback_reason(layer: nn.Module) -> str | None:
+    """Why this PEFT LoRA layer cannot take the fused path (None: it can)."""
+    if not hasattr(layer, "lora_A") or not hasattr(layer, "get_base_layer"):
+        return "not a PEFT LoRA layer"
+    if _base_kind(layer) is None:
+        return f"base layer {type(layer.get_base_layer()).__name__} is not nn.Linear or bnb Linear4bit"
+    if len(layer.lora_A) != 1:
+        return "several adapters on this layer"
+    name = next(iter(layer.lora_A))
+    if getattr(layer, "lora_variant", {}).get(name) is not None:
+        return "LoRA variant (DoRA or other): PEFT's layer"
+    if getattr(layer, "fan_in_fan_out", False):
+        return "fan_in_fan_out: PEFT's layer"
+    if layer.lora_B[name].bias is not None:
+        return "lora_bias: PEFT's layer adds B's bias"
+    dropout = layer.lora_dropout[name]
+    if isinstance(dropout, nn.Dropout) and dropout.p > 0:
+        return "lora_dropout > 0: PEFT's layer applies dropout"
+    return None
+
+
+class _FastForward:
+    """Mixin placed before PEFT's Linear / Linear4bit class."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs):  # type: ignore[override]
+        if (
+            args
+            or kwargs
+            or self.disable_adapters
+            or self.merged
+            or len(self.active_adapters) != 1
+            or self.active_adapters[0] not in self.lora_A
+            or torch.is_autocast_enabled()
+        ):
+            return super().forward(x, *args, **kwargs)
+        name = self.active_adapters[0]
+        lora_a = self.lora_A[name].weight
+        lora_b = self.lora_B[name].weight
+        scaling = self.scaling[name]
+        base = self.get_base_layer()
+        bias = base.bias
+        if base.weight.requires_grad or (bias is not None and bias.requires_grad):
+            return super().forward(x, *args, **kwargs)
+        mode = self._loraplan_mode
+        merged = mode == "merged" or (mode == "auto" and torch.compiler.is_compiling())
+        if type(base) is nn.Linear:
+            if x.dtype != base.weight.dtype:
+                return super().forward(x, *args, **kwargs)
+            if merged:
+                return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
+        if x.dtype != base.compute_dtype:
+            return super().forward(x, *args, **kwargs)
+        if merged:
+            bias = None if bias is None else bias.to(x.dtype)
+            return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit)
+        out = base(x)
+        if out._is_view() or not out.is_contiguous():
+            out = out.clone()
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling)
+
+
+def _fast_class(cls: type) -> type:
+    if cls not in _SUBCLASSES:
+        _SUBCLASSES[cls] = type(f"Fast{cls.__name__}", (_FastForward, cls), {"_loraplan_original": cls})
+    return _SUBCLASSES[cls]
+
+
+def patch_model(model: nn.Module, mode: str = "auto") -> FastPathReport:
+    """Put every eligible PEFT LoRA layer of `model` on the fused path; report the rest.
+
+    mode "activation" adds s (x A^T) B^T to the output; "merged" folds s B A into the
+    (dequantised) weight for one GEMM per pass; both save only x and x A^T. "auto" (default)
+    takes "activation" in eager mode and "merged" under torch.compile, the faster of the two in
+    each on an H200 (docs/benchmarks.md): in eager, cuBLAS runs the rank-r weight update at a
+    fraction of bandwidth; inductor fuses it into one pass over the weight.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    report = FastPathReport()
+    for name, module in model.named_modules():
+        if not hasattr(module, "lora_A") or not hasattr(module, "get_base_layer"):
+            continue
+        if isinstance(module, _FastForward):
+            module._loraplan_mode = mode
+            report.fast.append(name)
+            continue
+        reason = fallback_reason(module)
+        if reason is None:
+            module.__class__ = _fast_class(type(module))
+            module._loraplan_mode = mode
+            report.fast.append(name)
+        else:
+            report.fallback[name] = reason
+    return report
+
+
+def unpatch_model(model: nn.Module) -> int:
+    """Give every patched layer back PEFT's own class; returns how many were restored."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, _FastForward):
+            module.__class__ = module._loraplan_original
+            count += 1
+    return count

@@ -1,0 +1,177 @@
+"""Patched PEFT models compute what PEFT computes, keep PEFT's names, and fall back correctly."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from loraplan.runtime.fast import patch_model, unpatch_model
+from loraplan.runtime.fast.eligibility import static_fallback_reason
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(cfg).float()
+
+
+def _pair(**lora_kwargs):
+    base = _tiny_llama()
+    ref = get_peft_model(copy.deepcopy(base), LoraConfig(**lora_kwargs))
+    # B is zero at init: give it values so the update matters.
+    torch.manual_seed(1)
+    for n, p in ref.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)
+    fast = copy.deepcopy(ref)
+    return ref, fast
+
+
+def _loss_and_grads(model, ids):
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return out.logits.detach(), grads
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("mode", ["auto", "merged", "activation"])
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_fast_path_matches_peft_forward_and_every_gradient(use_rslora, mode):
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=TARGETS, use_rslora=use_rslora)
+    report = patch_model(fast, mode=mode)
+    assert len(report.fast) == 2 * len(TARGETS) and not report.fallback
+    ids = torch.randint(0, 97, (3, 11), generator=torch.Generator().manual_seed(5))
+    logits_ref, grads_ref = _loss_and_grads(ref, ids)
+    logits_fast, grads_fast = _loss_and_grads(fast, ids)
+    assert _rel(logits_fast, logits_ref) < 1e-5
+    assert grads_ref.keys() == grads_fast.keys() and len(grads_ref) == 4 * len(TARGETS)
+    for name, want in grads_ref.items():
+        assert _rel(grads_fast[name], want) < 1e-4, name
+
+
+def test_names_state_dict_and_classes_stay_peft():
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=TARGETS)
+    patch_model(fast)
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    layer = fast.base_model.model.model.layers[0].self_attn.q_proj
+    from peft.tuners.lora import Linear as PeftLinear
+
+    assert isinstance(layer, PeftLinear) and type(layer).__name__ == "FastLinear"
+    assert unpatch_model(fast) == 2 * len(TARGETS)
+    assert type(layer) is PeftLinear
+
+
+def test_saved_adapter_is_identical_to_peft(tmp_path):
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=TARGETS)
+    patch_model(fast)
+    ref.save_pretrained(tmp_path / "ref")
+    fast.save_pretrained(tmp_path / "fast")
+    def config(which):
+        data = json.loads((tmp_path / which / "adapter_config.json").read_text())
+        data["target_modules"] = sorted(data["target_modules"])  # PEFT stores a set
+        return data
+
+    assert config("ref") == config("fast")
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "ref" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "fast" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"lora_dropout": 0.1}, "lora_dropout"),
+        ({"use_dora": True}, "variant"),
+        ({"lora_bias": True}, "lora_bias"),
+    ],
+)
+def test_ineligible_layers_fall_back_and_stay_correct(kwargs, reason):
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], **kwargs)
+    report = patch_model(fast)
+    assert not report.fast
+    assert len(report.fallback) == 4 and all(reason in r for r in report.fallback.values())
+    ref.eval()
+    fast.eval()
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(6))
+    assert _rel(fast(input_ids=ids).logits, ref(input_ids=ids).logits) < 1e-6
+
+
+def test_trainable_base_bias_is_not_fused():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["0", "2"], bias="all"))
+    patch_model(peft_model)
+    x = torch.randn(5, 8)
+    peft_model(x).sum().backward()
+    biases = [p for n, p in peft_model.named_parameters() if n.endswith("base_layer.bias")]
+    assert len(biases) == 2 and all(b.grad is not None and b.grad.abs().sum() > 0 for b in biases)
+
+
+def test_disabled_adapter_runs_base_only():
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=TARGETS)
+    patch_model(fast)
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(7))
+    with fast.disable_adapter(), ref.disable_adapter():
+        assert _rel(fast(input_ids=ids).logits, ref(input_ids=ids).logits) < 1e-6
+
+
+def test_static_eligibility_matches_the_live_check():
+    assert static_fallback_reason("linear", dropout=0, use_dora=False, lora_bias=False, fan_in_fan_out=False) is None
+    assert "dropout" in static_fallback_reason(
+        "linear", dropout=0.05, use_dora=False, lora_bias=False, fan_in_fan_out=False
+    )
+    assert "DoRA" in static_fallback_reason("linear", dropout=0, use_dora=True, lora_bias=False, fan_in_fan_out=False)
+    assert "Linear" in static_fallback_reason(
+        "conv1d_gpt2", dropout=0, use_dora=False, lora_bias=False, fan_in_fan_out=True
+    )
+
+
+def test_unknown_mode_is_refused():
+    _, fast = _pair(r=2, target_modules=["q_proj"])
+    with pytest.raises(ValueError, match="mode"):
+        patch_model(fast, mode="fastest")
+
+
+@pytest.mark.parametrize("mode", ["merged", "activation"])
+def test_4bit_base_matches_peft(mode):
+    """bitsandbytes NF4 on the CPU: the fused paths compute PEFT's QLoRA function."""
+    from transformers import BitsAndBytesConfig
+
+    base = _tiny_llama()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base.save_pretrained(tmp)
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=torch.float32)
+    ref = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))
+    torch.manual_seed(1)
+    for n, p in ref.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)
+    ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(8))
+    logits_ref, grads_ref = _loss_and_grads(ref, ids)
+    report = patch_model(ref, mode=mode)
+    assert len(report.fast) == 2 * len(TARGETS)
+    logits_fast, grads_fast = _loss_and_grads(ref, ids)
+    assert _rel(logits_fast, logits_ref) < 1e-4
+    for name, want in grads_ref.items():
+        assert _rel(grads_fast[name], want) < 1e-3, name
