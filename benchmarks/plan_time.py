@@ -123,8 +123,15 @@ def measure(arch: str, runs: int, peft_runs: int, folder: Path) -> dict:
     walls, cpus = zip(*[timed(cli)[:2] for _ in range(runs)])
     phases = median_json([sys.executable, "-c", PHASES, str(cfg)], runs)
     peft = median_json([sys.executable, "-c", PEFT, str(cfg)], peft_runs) if peft_runs else None
-    return {"arch": arch, "wall": statistics.median(walls), "wall_min": min(walls), "wall_max": max(walls),
-            "cpu": statistics.median(cpus), "phases": phases, "peft": peft}
+    return {
+        "arch": arch,
+        "wall": statistics.median(walls),
+        "wall_min": min(walls),
+        "wall_max": max(walls),
+        "cpu": statistics.median(cpus),
+        "phases": phases,
+        "peft": peft,
+    }
 
 
 def report(results: list[dict], runs: int, peft_runs: int) -> str:
@@ -144,9 +151,15 @@ def report(results: list[dict], runs: int, peft_runs: int) -> str:
     for r in results:
         p, f = r["phases"], r["peft"]
         peft_cells = (
-            [ms(f["import"]), ms(f["build"]), ms(f["peft"]), ms(f["build"] + f["peft"]),
-             "yes" if f["trainable"] == p["trainable"] else f"NO ({f['trainable']:,} vs {p['trainable']:,})"]
-            if f else ["-"] * 5
+            [
+                ms(f["import"]),
+                ms(f["build"]),
+                ms(f["peft"]),
+                ms(f["build"] + f["peft"]),
+                "yes" if f["trainable"] == p["trainable"] else f"NO ({f['trainable']:,} vs {p['trainable']:,})",
+            ]
+            if f
+            else ["-"] * 5
         )
         lines.append(
             f"| {r['arch']} | {p['modules']:,} | {p['injections']:,} | {ms(r['wall'])} ({ms(r['wall_min'])}-"

@@ -28,7 +28,7 @@ def load_config(path: str, dialect: str = "auto") -> Config:
     return result.config
 
 
-def compile(config: Config, architecture: Any = None) -> Plan:  # noqa: A001 - the documented API name
+def compile(config: Config, architecture: Any = None) -> Plan:
     """Resolve `config` against an architecture (None: from the config) into a Plan."""
     from loraplan.compiler.compile import compile_plan
 

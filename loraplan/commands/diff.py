@@ -94,7 +94,7 @@ def _source_text(path: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from loraplan.commands.plan import can_print
+    from loraplan.commands.plan import ascii_stdout
     from loraplan.output.diagnostics import use_color
     from loraplan.output.plan_diff import compare, render_json, render_text
 
@@ -107,6 +107,6 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(render_json(d))
     else:
-        sys.stdout.write(render_text(d, color=use_color(sys.stdout), ascii_only=not can_print(sys.stdout)))
+        sys.stdout.write(render_text(d, color=use_color(sys.stdout), ascii_only=ascii_stdout()))
     sys.stdout.flush()
     return EXIT_OK if d.identical else EXIT_FINDINGS

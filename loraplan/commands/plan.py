@@ -45,6 +45,16 @@ def can_print(stream: Any, text: str = "α→×") -> bool:
     return True
 
 
+def ascii_stdout() -> bool:
+    """True when stdout cannot print the glyphs; then anything else unprintable becomes `?`, not a crash."""
+    if can_print(sys.stdout):
+        return False
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+    return True
+
+
 def compile_file(path: str, dialect: str, arch: str | None, strict: bool) -> tuple[Any, list[Any], Any]:
     """(plan or None, every finding with --strict applied, LoadResult) for one config file."""
     from loraplan.compiler.compile import check_loaded
@@ -104,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(render(diagnostics, "text", sources, files=[args.config], color=use_color(sys.stderr)))
     else:
         color = args.format == "table" and use_color(sys.stdout)
-        text = document(plan, diagnostics, args.config, args.format, color=color, ascii_only=not can_print(sys.stdout))
+        text = document(plan, diagnostics, args.config, args.format, color=color, ascii_only=ascii_stdout())
         sys.stdout.write(text)
         sys.stdout.flush()
     return exit_code(diagnostics)

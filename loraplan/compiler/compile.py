@@ -139,7 +139,10 @@ def check_loaded(
         diag = Diagnostic("LP512", "error", f"internal error while compiling the plan: {type(exc).__name__}: {exc}",
                           hint="please report this with the config")
         return None, _located([diag], result.source)
-    return plan, list(plan.diagnostics)
+    # One finding per place: where the schema already reported an error (e.g. LP305 dropout with
+    # target_parameters), the compiler's consequence of the same mistake (LP505) is not repeated.
+    taken = {(d.line, d.column) for d in result.diagnostics if d.severity == "error" and d.line is not None}
+    return plan, [d for d in plan.diagnostics if d.severity != "error" or (d.line, d.column) not in taken]
 
 
 def _located(diagnostics: list[Diagnostic], source: SourceDoc | None) -> list[Diagnostic]:

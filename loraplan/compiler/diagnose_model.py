@@ -139,9 +139,13 @@ def quirks(ctx: Ctx) -> Iterator[Diagnostic]:
                 yield ctx.d("LP509", "warning", f"`{i.module}` is a full module name, so PEFT adapts it regardless "
                             f"of layers_to_transform {lora.layers_to_transform}",
                             ctx.entry_path("target_modules", e), hint="write the short name to apply the filter")
-    if res.condensed is not None:
+    # all-linear is always condensed and selects the same modules: only say so when it matters,
+    # that is when a layer filter now applies to every name, or the user wrote the 20+ names.
+    filtered = mt.uses_layer_filter(spec)
+    if res.condensed is not None and (filtered or res.all_linear is None):
         path, key = ctx.where("target_modules")
-        yield ctx.d("LP509", "info", f"PEFT condenses the {len(res.all_linear or lora.target_modules or [])} "
+        count = len(res.all_linear or lora.target_modules or [])
+        yield ctx.d("LP509", "warning" if filtered else "info", f"PEFT condenses the {count} "
                     f"target names into {len(res.condensed)} suffixes ({short_list(sorted(res.condensed), 6)}) "
                     "before matching; the modules selected are the same"
                     + ("" if not mt.uses_layer_filter(spec) else ", but now every one goes through "

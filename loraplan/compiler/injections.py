@@ -10,6 +10,7 @@ from typing import Any
 
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.counting import module_adapter, param_adapter, scaling
+from loraplan.compiler.fast_path import FALLBACK_REASONS, static_fallback_reason
 from loraplan.compiler.matching import entry_matches, main_stack_index, names_match
 from loraplan.compiler.plan import Coverage, Injection
 from loraplan.compiler.targets import Resolution
@@ -64,6 +65,7 @@ def build_injections(lora: Any, res: Resolution, arch: Architecture) -> tuple[li
                 matched_by=matched,
                 rank_pattern=t.rank_key,
                 alpha_pattern=t.alpha_key,
+                **_fast(t.module.kind, lora),
             )
         )
     string_entry = lora.target_modules if isinstance(lora.target_modules, str) else None
@@ -89,9 +91,20 @@ def build_injections(lora: Any, res: Resolution, arch: Architecture) -> tuple[li
                 matched_by=own + [e for e in _moved_from(res, p.name, string_entry) if e not in own],
                 rank_pattern=p.rank_key,
                 alpha_pattern=p.alpha_key,
+                fast_path=False,
+                fallback_reason=FALLBACK_REASONS["kind"],
             )
         )
     return modules, params
+
+
+def _fast(kind: str, lora: Any) -> dict[str, Any]:
+    """Whether the fused training path runs this module, and why not when it does not."""
+    reason = static_fallback_reason(
+        kind, dropout=lora.lora_dropout, use_dora=lora.use_dora, lora_bias=lora.lora_bias,
+        init=lora.init_lora_weights,
+    )
+    return {"fast_path": reason is None, "fallback_reason": reason}
 
 
 def _num(x: float) -> float:

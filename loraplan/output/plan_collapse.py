@@ -85,8 +85,19 @@ def brace(names: Sequence[str]) -> str:
     return f"{prefix}{{{','.join(middles)}}}{suffix}"
 
 
-def _segments(name: str) -> tuple[Segment, ...]:
-    return tuple(("i", frozenset([int(p)])) if p.isdigit() else ("s", frozenset([p])) for p in name.split("."))
+def _segment(part: str) -> Segment:
+    return ("i", frozenset([int(part)])) if part.isdigit() else ("s", frozenset([part]))
+
+
+def _segments(name: str, cache: dict[str, Segment]) -> tuple[Segment, ...]:
+    """The name's parts as one-element sets (shared between names: models repeat the same parts)."""
+    out = []
+    for part in name.split("."):
+        seg = cache.get(part)
+        if seg is None:
+            seg = cache[part] = _segment(part)
+        out.append(seg)
+    return tuple(out)
 
 
 def _render(segs: tuple[Segment, ...], order: dict[str, int]) -> str:
@@ -130,10 +141,11 @@ def collapse(
     """Group `items` whose names differ only in indices or leaf names and whose `key`s are equal."""
     order: dict[str, int] = {}
     rows: dict[tuple, list[int]] = {}
+    cache: dict[str, Segment] = {}
     for n, item in enumerate(items):
         text = name(item)
         order.setdefault(text.rsplit(".", 1)[-1], n)
-        rows.setdefault((_segments(text), key(item)), []).append(n)
+        rows.setdefault((_segments(text, cache), key(item)), []).append(n)
     depth = max((len(segs) for segs, _ in rows), default=0)
     changed = True
     while changed:

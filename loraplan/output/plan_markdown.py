@@ -12,6 +12,7 @@ from typing import Any
 
 from loraplan.output.plan_collapse import collapse_names
 from loraplan.output.plan_rows import (
+    fast_path_summary,
     fmt_bytes,
     fmt_int,
     fmt_num,
@@ -51,6 +52,9 @@ def _injections(title: str, plan: Any, items: list[Any], what: str) -> list[str]
     if shared:
         summary += "; " + ", ".join(shared)
     lines = [f"## {title}", "", summary + "."]
+    path = fast_path_summary(items) if items and items[0].kind != "parameter" else None
+    if path:
+        lines += ["", path[0].upper() + path[1:] + "."]
     if not rows:
         return lines
     per_row_dropout = uniform([i.dropout for i in items]) is None

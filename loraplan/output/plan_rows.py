@@ -80,9 +80,7 @@ def _notes(i: Any, g: dict[str, str]) -> tuple[str, ...]:
         notes.append(f"r from rank_pattern {i.rank_pattern!r}")
     if i.alpha_pattern is not None:
         notes.append(f"{g['alpha']} from alpha_pattern {i.alpha_pattern!r}")
-    if i.fallback_reason:
-        notes.append(f"fallback: {i.fallback_reason}")
-    return tuple(notes)
+    return tuple(notes)  # the training path (fused or PEFT's layer) is summed up under the rows
 
 
 def injection_rows(injections: Sequence[Any], ascii_only: bool = False) -> list[Row]:
@@ -204,3 +202,19 @@ def settings_summary(plan: Any, items: Sequence[Any]) -> list[str]:
     if lora.get("lora_bias"):
         out.append("lora_bias")
     return out
+
+
+def fast_path_summary(items: Sequence[Any]) -> str | None:
+    """'training path: fused for N of M; PEFT's layer for K (reason)', or None when not decided."""
+    decided = [i for i in items if getattr(i, "fast_path", None) is not None]
+    if not decided:
+        return None
+    fused = sum(1 for i in decided if i.fast_path)
+    reasons: dict[str, int] = {}
+    for i in decided:
+        if not i.fast_path:
+            reasons[i.fallback_reason or "not eligible"] = reasons.get(i.fallback_reason or "not eligible", 0) + 1
+    text = f"training path: loraplan's fused layer for {fmt_int(fused)} of {fmt_int(len(decided))}"
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        text += f"; PEFT's layer for {fmt_int(count)} ({reason})"
+    return text

@@ -14,6 +14,7 @@ from typing import Any
 from loraplan.output.plan_collapse import collapse_names
 from loraplan.output.plan_rows import (
     Row,
+    fast_path_summary,
     fmt_bytes,
     fmt_int,
     fmt_num,
@@ -74,7 +75,9 @@ def _section_injections(title: str, plan: Any, items: list[Any], what: str, g: d
     if shared:
         detail += "; " + ", ".join(shared)
     per_row_dropout = uniform([i.dropout for i in items]) is None
-    return [_heading(title, detail, color), *_injection_lines(rows, g, per_row_dropout)]
+    lines = [_heading(title, detail, color), *_injection_lines(rows, g, per_row_dropout)]
+    path = fast_path_summary(items) if items and items[0].kind != "parameter" else None
+    return [*lines, f"  {path}"] if path else lines
 
 
 def _section_coverage(plan: Any, color: bool) -> list[str]:

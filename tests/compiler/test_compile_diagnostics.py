@@ -315,7 +315,7 @@ def test_twenty_names_are_condensed():
           layers_to_transform: [1]
     """)
     d = only(plan, "LP509")
-    assert d.severity == "info" and "condenses the 21 target names into 7 suffixes" in d.message
+    assert d.severity == "warning" and "condenses the 21 target names into 7 suffixes" in d.message
     assert "now every one goes through layers_to_transform" in d.message and (d.line, d.column) == (3, 3)
     assert {i.layer for i in plan.injections} == {1}  # the full names no longer skip the filter
     assert sum(1 for f in found if f[0] == "LP502") == 14  # layers 0 and 2's full names adapt nothing
@@ -487,3 +487,29 @@ def test_regex_that_matches_nothing_shows_real_names():
     assert found == [("LP502", "error", 3, 19)]
     assert plan.diagnostics[0].hint == ("module names look like `model.layers.0.self_attn.q_proj`, "
                                         "`model.layers.0.self_attn.k_proj`")
+
+
+def test_all_linear_condensing_is_not_reported_when_it_changes_nothing():
+    plan, _ = run("""
+        base_model: test
+        lora:
+          target_modules: all-linear
+    """, arch_name="meta-llama/Llama-3.2-1B")
+    assert len(plan.injections) == 112  # 16 layers x 7: PEFT condenses them, selecting the same set
+    assert not [d for d in plan.diagnostics if d.code == "LP509"]
+
+
+def test_check_loaded_does_not_repeat_a_schema_error_at_the_same_place():
+    from loraplan.compiler.compile import check_loaded
+
+    result = load_text(textwrap.dedent("""
+        base_model: mistralai/Mixtral-8x7B-v0.1
+        lora:
+          lora_dropout: 0.1
+          target_parameters: [mlp.experts.gate_up_proj]
+    """).lstrip("\n"), "cfg.yaml")
+    assert [(d.code, d.line) for d in result.diagnostics if d.severity == "error"] == [("LP305", 3)]
+    plan, found = check_loaded(result)
+    assert plan is not None
+    assert not [d for d in found if d.severity == "error" and d.line == 3]
+    assert any(d.code == "LP505" for d in plan.diagnostics)  # the plan itself keeps the full story

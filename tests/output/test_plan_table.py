@@ -298,3 +298,21 @@ class TestColourAndGlyphs:
         text = render_table(plan, ascii_only=True)
         assert "alpha=32" in text and "4096->4096" in text and "x2" in text
         assert not any(ch in text for ch in "α→×")
+
+
+@pytest.mark.parametrize(
+    ("lora", "expected"),
+    [
+        ("{target_modules: all-linear}", "training path: loraplan's fused layer for 112 of 112"),
+        ("{target_modules: all-linear, use_dora: true}",
+         "training path: loraplan's fused layer for 0 of 112; PEFT's layer for 112 (DoRA"),
+    ],
+)
+def test_the_table_says_which_layers_train_on_the_fused_path(lora, expected):
+    from loraplan.compiler.compile import compile_plan
+    from loraplan.output.plan_table import render_table
+    from loraplan.schema.load import load_text
+
+    result = load_text(f"base_model: meta-llama/Llama-3.2-1B\nlora: {lora}\n", "cfg.yaml")
+    text = render_table(compile_plan(result.config, source=result.source), color=False)
+    assert expected in text

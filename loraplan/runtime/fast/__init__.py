@@ -5,7 +5,7 @@ custom autograd function; everything PEFT saves or loads (names, shapes, state-d
 adapter_config.json) is unchanged. Ineligible layers keep PEFT's forward and are reported.
 """
 
-from loraplan.runtime.fast.eligibility import FALLBACK_REASONS, static_fallback_reason
+from loraplan.compiler.fast_path import FALLBACK_REASONS, static_fallback_reason
 from loraplan.runtime.fast.patch import FastPathReport, patch_model, unpatch_model
 
 __all__ = ["FALLBACK_REASONS", "FastPathReport", "patch_model", "static_fallback_reason", "unpatch_model"]

@@ -10,8 +10,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from loraplan.compiler.fast_path import static_fallback_reason
 from loraplan.runtime.fast import patch_model, unpatch_model
-from loraplan.runtime.fast.eligibility import static_fallback_reason
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -134,14 +134,31 @@ def test_disabled_adapter_runs_base_only():
 
 
 def test_static_eligibility_matches_the_live_check():
-    assert static_fallback_reason("linear", dropout=0, use_dora=False, lora_bias=False, fan_in_fan_out=False) is None
-    assert "dropout" in static_fallback_reason(
-        "linear", dropout=0.05, use_dora=False, lora_bias=False, fan_in_fan_out=False
-    )
-    assert "DoRA" in static_fallback_reason("linear", dropout=0, use_dora=True, lora_bias=False, fan_in_fan_out=False)
-    assert "Linear" in static_fallback_reason(
-        "conv1d_gpt2", dropout=0, use_dora=False, lora_bias=False, fan_in_fan_out=True
-    )
+    assert static_fallback_reason("linear", dropout=0, use_dora=False, lora_bias=False) is None
+    assert "dropout" in static_fallback_reason("linear", dropout=0.05, use_dora=False, lora_bias=False)
+    assert "DoRA" in static_fallback_reason("linear", dropout=0, use_dora=True, lora_bias=False)
+    assert "lora_bias" in static_fallback_reason("linear", dropout=0, use_dora=False, lora_bias=True)
+    assert "MiCA" in static_fallback_reason("linear", dropout=0, use_dora=False, lora_bias=False, init="mica")
+    assert "Linear" in static_fallback_reason("conv1d_gpt2", dropout=0, use_dora=False, lora_bias=False)
+
+
+@pytest.mark.parametrize(
+    ("lora", "fast"),
+    [({}, True), ({"lora_dropout": 0.1}, False), ({"use_dora": True}, False), ({"lora_bias": True}, False)],
+)
+def test_the_plan_says_which_modules_run_the_fused_path_and_apply_agrees(lora, fast):
+    import loraplan
+    from loraplan.schema.config import Config
+
+    model = _tiny_llama()
+    config = Config.model_validate({"base_model": "tiny", "lora": {"r": 4, "target_modules": TARGETS, **lora}})
+    plan = loraplan.compile(config, architecture=model)
+    assert {i.fast_path for i in plan.injections} == {fast}
+    assert all((i.fallback_reason is None) == fast for i in plan.injections)
+    peft_model = loraplan.apply(plan, model)
+    report = peft_model.loraplan_fast_report
+    assert len(report.fast) == (len(plan.injections) if fast else 0)
+    assert len(report.fallback) == (0 if fast else len(plan.injections))
 
 
 def test_unknown_mode_is_refused():
