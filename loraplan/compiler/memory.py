@@ -100,19 +100,55 @@ def _dims(config: Any, arch: Architecture) -> dict[str, int] | None:
     return {"h": h, "heads": heads, "kv": kv, "ffn": ffn, "layers": int(layers), "vocab": int(vocab)}
 
 
+# Siblings that read the same input tensor: one copy of it is kept for all of their adapters.
+SHARED_INPUT_GROUPS = (
+    frozenset({"q_proj", "k_proj", "v_proj"}),
+    frozenset({"gate_proj", "up_proj"}),
+    frozenset({"w1", "w3"}),
+    frozenset({"query", "key", "value"}),
+    frozenset({"q", "k", "v"}),
+)
+
+
+def _input_key(name: str) -> tuple[str, str]:
+    parent, _, leaf = name.rpartition(".")
+    for group in SHARED_INPUT_GROUPS:
+        if leaf in group:
+            return parent, "|".join(sorted(group))
+    return parent, leaf
+
+
+def adapter_input_bytes(modules: list[Injection], dtype_bytes: int) -> float:
+    """Bytes per token that adapters keep for their backward, beyond what the frozen model keeps.
+
+    dL/dA needs each adapted module's input. On loraplan's fused path that is the input itself,
+    in the compute dtype, once per group of siblings reading the same tensor (q/k/v, gate/up).
+    PEFT's own layer (the fallback) casts the input to the float32 adapters and keeps that copy
+    per module, plus the dropout mask when lora_dropout > 0.
+    """
+    fused: dict[tuple[str, str], int] = {}
+    total = 0.0
+    for i in modules:
+        if i.kind == "parameter":
+            continue
+        if i.fast_path:
+            key = _input_key(i.module)
+            fused[key] = max(fused.get(key, 0), i.in_features)
+        else:
+            total += i.in_features * (ADAPTER_BYTES + (1 if i.dropout > 0 else 0)) + i.r * ADAPTER_BYTES
+    return total + sum(fused.values()) * dtype_bytes + sum(i.r for i in modules if i.fast_path) * dtype_bytes
+
+
 def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dtype_bytes: int) -> tuple[int, int]:
     """(activation bytes, logits bytes) for training.sequence_len x micro_batch_size."""
     t = config.training
     tokens = t.sequence_len * t.micro_batch_size
-    h, layers = dims["h"], max(1, dims["layers"])
-    ffn_kept = 3 if t.torch_compile else 4  # inductor recomputes act(gate) * up in backward
-    per_token_layer = (6 * h + 2 * dims["kv"] + ffn_kept * dims["ffn"]) * dtype_bytes
-    lora_extra = 0.0
-    for i in modules:
-        lora_extra += i.r * ADAPTER_BYTES
-        if i.dropout > 0:
-            lora_extra += i.in_features * (dtype_bytes + 1)  # dropout output + mask
-    per_layer = tokens * (per_token_layer + lora_extra / layers)
+    h, kv, ffn, layers = dims["h"], dims["kv"], dims["ffn"], max(1, dims["layers"])
+    if t.torch_compile:  # inductor fuses the norms and recomputes act(gate) * up
+        frozen = (4 * h + 2 * kv + 2 * ffn) * dtype_bytes
+    else:  # + float32 inputs of the two RMSNorms, and act(gate) kept for the product
+        frozen = (4 * h + 2 * kv + 3 * ffn) * dtype_bytes + 2 * h * 4
+    per_layer = tokens * (frozen + adapter_input_bytes(modules, dtype_bytes) / layers)
     if t.attn_implementation == "eager":
         per_layer += t.micro_batch_size * dims["heads"] * t.sequence_len**2 * dtype_bytes * 2
     acts = tokens * h * dtype_bytes * layers + per_layer if t.gradient_checkpointing else per_layer * layers
@@ -154,12 +190,14 @@ def estimate_memory(
         assumptions.append("activations: unknown (the architecture records no hidden_size); counted as 0")
     else:
         acts, logits = _activations(config, dims, modules, dtype_bytes)
+        kept = "4h + 2kv + 2ffn" if t.torch_compile else "4h + 2kv + 3ffn in the model dtype + 2h float32"
         assumptions.append(
             f"activations: {t.micro_batch_size} x {t.sequence_len} tokens, {dims['layers']} layers, hidden "
-            f"{dims['h']}, kv {dims['kv']}, ffn {dims['ffn']}: (6h + 2kv + {3 if t.torch_compile else 4}ffn) x "
-            f"{dtype_bytes} bytes per token and layer, plus adapter inputs kept for dropout and r-wide A outputs"
-            + ("; torch.compile: the activation product act(gate) * up is recomputed, not kept"
-               if t.torch_compile else "")
+            f"{dims['h']}, kv {dims['kv']}, ffn {dims['ffn']}: what the frozen layer keeps per token ({kept}: "
+            "RoPE'd q and k, v, attention output, norm inputs, gate, act(gate), up"
+            + ("; torch.compile fuses the norms and recomputes act(gate) * up" if t.torch_compile else "")
+            + "), plus the adapted modules' inputs (one copy per group of siblings on loraplan's fused path; a "
+            "float32 copy per module, and the dropout mask, on PEFT's layer) and their r-wide A outputs"
             + (f"; {t.attn_implementation} attention keeps no seq x seq matrix" if t.attn_implementation != "eager"
                else "; eager attention keeps heads x seq x seq probabilities (x2)")
             + ("; gradient checkpointing: one hidden-state input per layer plus one layer recomputed"
@@ -172,7 +210,9 @@ def estimate_memory(
     assumptions.append(f"overhead: CUDA context and cuBLAS workspace {CUDA_CONTEXT_BYTES // 2**20} MiB, "
                        f"{int(FRAGMENTATION * 100)}% allocator fragmentation"
                        + (", one dequantised copy of the largest 4-bit weight" if dequant else ""))
-    assumptions.append("peak = sum of all parts (activations and gradients are counted as alive together)")
+    assumptions.append("peak = sum of all parts (activations and gradients are counted as alive together); "
+                       "without the CUDA context and fragmentation it is the peak PyTorch allocates "
+                       "(torch.cuda.max_memory_allocated), calibrated against H200 runs in docs/benchmarks.md")
     breakdown = {
         "weights": weights,
         "adapters": adapter_bytes,
@@ -192,6 +232,7 @@ def estimate_memory(
         activation_bytes=acts + logits,
         overhead_bytes=overhead,
         total_bytes=weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits + overhead,
+        peak_allocated_bytes=subtotal + dequant,
         breakdown=breakdown,
         assumptions=assumptions,
     )

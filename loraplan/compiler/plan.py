@@ -70,7 +70,8 @@ class MemoryEstimate:
     optimizer_bytes: int
     activation_bytes: int
     overhead_bytes: int
-    total_bytes: int
+    total_bytes: int  # the device memory needed: allocator peak + CUDA context + fragmentation
+    peak_allocated_bytes: int = 0  # what torch.cuda.max_memory_allocated would report
     breakdown: dict[str, int] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
 

@@ -91,8 +91,9 @@ def test_adafactor_is_factored(arch):
 def test_activations_scale_and_checkpointing(arch):
     base = plan_for(arch, training={"sequence_len": 1024, "micro_batch_size": 2}).memory
     h, kv, ffn, layers, tokens = 2048, 256, 5632, 22, 2048
-    expected = tokens * (6 * h + 2 * kv + 4 * ffn) * 2 * layers
-    lora = tokens * 16 * 4 * 7 * layers  # r-wide float32 A output of each of the 7 adapted modules per layer
+    expected = tokens * ((4 * h + 2 * kv + 3 * ffn) * 2 + 2 * h * 4) * layers  # what the frozen layer keeps
+    # fused path: inputs kept once per group (q/k/v: h, o: h, gate/up: h, down: ffn), r-wide A outputs in bf16
+    lora = tokens * ((3 * h + ffn) * 2 + 16 * 2 * 7) * layers
     assert base.breakdown["activations"] == pytest.approx(expected + lora, rel=1e-9)
     assert base.breakdown["logits"] == tokens * 32000 * 10
     doubled = plan_for(arch, training={"sequence_len": 2048, "micro_batch_size": 2}).memory
@@ -101,6 +102,26 @@ def test_activations_scale_and_checkpointing(arch):
     assert ckpt.memory.breakdown["activations"] == pytest.approx(tokens * h * 2 * layers
                                                                 + base.breakdown["activations"] / layers)
     assert "gradient checkpointing" in " ".join(ckpt.memory.assumptions)
+
+
+def test_compile_keeps_less_and_is_said(arch):
+    eager = plan_for(arch, training={"sequence_len": 1024, "micro_batch_size": 2}).memory
+    compiled = plan_for(arch, training={"sequence_len": 1024, "micro_batch_size": 2, "torch_compile": True}).memory
+    tokens, h, ffn, layers = 2048, 2048, 5632, 22
+    assert eager.breakdown["activations"] - compiled.breakdown["activations"] == tokens * (ffn * 2 + 2 * h * 4) * layers
+    assert "torch.compile" in " ".join(compiled.assumptions)
+    assert compiled.peak_allocated_bytes == compiled.total_bytes - compiled.breakdown["cuda_context"] - compiled.breakdown[
+        "fragmentation"]
+
+
+def test_peft_layers_keep_a_float32_input_per_module(arch):
+    fused = plan_for(arch).memory.breakdown["activations"]
+    dora = plan_for(arch, use_dora=True)  # DoRA runs PEFT's layer: a float32 copy of each module's input
+    assert not any(i.fast_path for i in dora.injections)
+    tokens, h, ffn, layers = 2048, 2048, 5632, 22
+    fp32_inputs = (6 * h + ffn) * 4 + 16 * 4 * 7  # q, k, v, o, gate, up read h; down reads ffn
+    fused_inputs = (3 * h + ffn) * 2 + 16 * 2 * 7
+    assert dora.memory.breakdown["activations"] - fused == tokens * layers * (fp32_inputs - fused_inputs)
 
 
 def test_dropout_and_eager_attention_cost_more(arch):
