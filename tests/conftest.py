@@ -18,3 +18,35 @@ def repo_root() -> Path:
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES_DIR
+
+
+@pytest.fixture
+def plain_env(monkeypatch):
+    """CLI output as a pipe sees it: no colour, no GitHub annotations."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(name, text) -> path of a new UTF-8 file under tmp_path."""
+
+    def _write(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    return _write
+
+
+@pytest.fixture
+def run(capsys):
+    """run(*argv) -> (exit code, stdout, stderr) of the loraplan CLI, in process."""
+    from loraplan import cli
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return _run

@@ -20,26 +20,7 @@ training:
 """
 
 
-@pytest.fixture(autouse=True)
-def _plain_env(monkeypatch):
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    monkeypatch.setenv("NO_COLOR", "1")
-
-
-@pytest.fixture
-def write(tmp_path):
-    def _write(name: str, text: str) -> str:
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-
-    return _write
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+pytestmark = pytest.mark.usefixtures("plain_env")  # write, run: tests/conftest.py
 
 
 def plan_json(capsys, path: str, tmp_path) -> str:
@@ -49,19 +30,19 @@ def plan_json(capsys, path: str, tmp_path) -> str:
     return str(target)
 
 
-def test_a_config_and_its_plan_are_identical(capsys, write, tmp_path):
+def test_a_config_and_its_plan_are_identical(run, capsys, write, tmp_path):
     a = write("a.yaml", BASE)
-    code, out, err = run(capsys, "diff", plan_json(capsys, a, tmp_path), a)
+    code, out, err = run("diff", plan_json(capsys, a, tmp_path), a)
     assert code == 0 and err == ""
     assert out.endswith("\nThe plans are identical.\n")
-    code, out, _ = run(capsys, "diff", a, a, "--format", "json")
+    code, out, _ = run("diff", a, a, "--format", "json")
     assert code == 0 and json.loads(out)["identical"] is True
 
 
-def test_changed_rank_is_collapsed(capsys, write):
+def test_changed_rank_is_collapsed(run, capsys, write):
     a = write("a.yaml", BASE)
     b = write("b.yaml", BASE.replace("r: 16", "r: 32"))
-    code, out, _ = run(capsys, "diff", a, b)
+    code, out, _ = run("diff", a, b)
     assert code == 1
     assert re.search(r"Injections  0 added, 0 removed, 64 changed", out)
     lines = [line.strip() for line in out.splitlines() if line.strip().startswith("~")]
@@ -74,10 +55,10 @@ def test_changed_rank_is_collapsed(capsys, write):
     assert re.search(r"adapters\s+13\.00 MiB\s+→\s+26\.00 MiB\s+\(\+13\.00 MiB\)", out)
 
 
-def test_added_and_removed_targets(capsys, write):
+def test_added_and_removed_targets(run, capsys, write):
     a = write("a.yaml", BASE)
     b = write("b.yaml", BASE.replace("[q_proj, k_proj, v_proj, o_proj]", "[q_proj, v_proj, gate_proj, up_proj]"))
-    code, out, _ = run(capsys, "diff", a, b)
+    code, out, _ = run("diff", a, b)
     assert code == 1
     assert "Injections  32 added, 32 removed, 0 changed" in out
     assert re.search(r"\+ model\.layers\.0-15\.mlp\.\{gate,up\}_proj\s+linear\s+r=16\s+α=32\s+2048→8192\s+×32", out)
@@ -86,10 +67,10 @@ def test_added_and_removed_targets(capsys, write):
     assert "self_attn.q_proj" not in out  # unchanged modules are not listed
 
 
-def test_json_lists_every_name(capsys, write):
+def test_json_lists_every_name(run, capsys, write):
     a = write("a.yaml", BASE)
     b = write("b.yaml", BASE.replace("[q_proj, k_proj, v_proj, o_proj]", "[q_proj, k_proj, v_proj]"))
-    code, out, _ = run(capsys, "diff", a, b, "--format", "json")
+    code, out, _ = run("diff", a, b, "--format", "json")
     assert code == 1
     data = json.loads(out)
     assert data["identical"] is False
@@ -103,23 +84,23 @@ def test_json_lists_every_name(capsys, write):
     assert data["a"]["source"] == a and data["b"]["fingerprint"].startswith("sha256:")
 
 
-def test_memory_only_change_still_differs(capsys, write):
+def test_memory_only_change_still_differs(run, capsys, write):
     a = write("a.yaml", BASE)
     b = write("b.yaml", BASE.replace("sequence_len: 2048", "sequence_len: 4096"))
-    code, out, _ = run(capsys, "diff", a, b)
+    code, out, _ = run("diff", a, b)
     assert code == 1
     assert "Injections" not in out and "Totals" not in out
     assert re.search(r"activations\s+\S+ \w+\s+→", out) and re.search(r"total\s+.*\(\+", out)
-    code, out, _ = run(capsys, "diff", a, b, "--format", "json")
+    code, out, _ = run("diff", a, b, "--format", "json")
     data = json.loads(out)
     assert data["a"]["fingerprint"] == data["b"]["fingerprint"]  # same injections
     assert data["memory"]["activations"]["delta"] > 0
 
 
-def test_different_architectures(capsys, write):
+def test_different_architectures(run, capsys, write):
     a = write("a.yaml", BASE)
     b = write("b.yaml", BASE.replace("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-3B"))
-    code, out, _ = run(capsys, "diff", a, b)
+    code, out, _ = run("diff", a, b)
     assert code == 1
     assert "Architecture\n  meta-llama/Llama-3.2-1B (LlamaForCausalLM" in out
     assert "→ meta-llama/Llama-3.2-3B (LlamaForCausalLM" in out
@@ -127,24 +108,24 @@ def test_different_architectures(capsys, write):
 
 
 class TestUnusableInput:
-    def test_missing_file(self, capsys, write, tmp_path):
-        code, out, err = run(capsys, "diff", write("a.yaml", BASE), str(tmp_path / "nope.yaml"))
+    def test_missing_file(self, run, capsys, write, tmp_path):
+        code, out, err = run("diff", write("a.yaml", BASE), str(tmp_path / "nope.yaml"))
         assert code == 2 and out == "" and "LP108" in err
 
-    def test_config_with_errors(self, capsys, write):
+    def test_config_with_errors(self, run, capsys, write):
         bad = write("bad.yaml", BASE.replace("k_proj", "k_porj"))
-        code, out, err = run(capsys, "diff", write("a.yaml", BASE), bad)
+        code, out, err = run("diff", write("a.yaml", BASE), bad)
         assert code == 2 and out == ""
         assert "LP502 error" in err and "did you mean `k_proj`?" in err
 
-    def test_json_that_is_not_a_plan(self, capsys, write):
-        code, _, err = run(capsys, "diff", write("a.yaml", BASE), write("x.json", '{"r": 8}'))
+    def test_json_that_is_not_a_plan(self, run, capsys, write):
+        code, _, err = run("diff", write("a.yaml", BASE), write("x.json", '{"r": 8}'))
         assert code == 2 and "not a loraplan plan" in err
 
-    def test_broken_json(self, capsys, write):
-        code, _, err = run(capsys, "diff", write("x.json", "{oops"), write("a.yaml", BASE))
+    def test_broken_json(self, run, capsys, write):
+        code, _, err = run("diff", write("x.json", "{oops"), write("a.yaml", BASE))
         assert code == 2 and "not valid JSON" in err
 
-    def test_usage(self, capsys):
-        code, _, err = run(capsys, "diff", "only-one.yaml")
+    def test_usage(self, run, capsys):
+        code, _, err = run("diff", "only-one.yaml")
         assert code == 2 and "usage: loraplan" in err

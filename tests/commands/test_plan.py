@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from loraplan import cli
 from loraplan.compiler.plan import Plan
 
 LLAMA_1B = "base_model: meta-llama/Llama-3.2-1B\nlora:\n  r: 8\n  lora_alpha: 16\n  target_modules: [q_proj, v_proj]\n"
@@ -31,32 +30,13 @@ micro_batch_size: 2
 """
 
 
-@pytest.fixture(autouse=True)
-def _plain_env(monkeypatch):
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    monkeypatch.setenv("NO_COLOR", "1")
-
-
-@pytest.fixture
-def write(tmp_path):
-    def _write(name: str, text: str) -> str:
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-
-    return _write
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+pytestmark = pytest.mark.usefixtures("plain_env")  # write, run: tests/conftest.py
 
 
 class TestFormats:
-    def test_table(self, capsys, write):
+    def test_table(self, run, capsys, write):
         path = write("c.yaml", LLAMA_1B)
-        code, out, err = run(capsys, "plan", path)
+        code, out, err = run("plan", path)
         assert code == 0 and err == ""
         assert out.startswith(f"Plan  {path}\n")
         assert "model.layers.0-15.self_attn.{q,v}_proj" not in out  # q 2048->2048, v 2048->512: two rows
@@ -64,8 +44,8 @@ class TestFormats:
         assert "model.layers.0-15.self_attn.v_proj  linear  r=8  α=16  2048→512" in out
         assert "All checks passed (1 file checked)." in out
 
-    def test_json_is_the_full_plan(self, capsys, write):
-        code, out, _ = run(capsys, "plan", write("c.yaml", LLAMA_1B), "--format", "json")
+    def test_json_is_the_full_plan(self, run, capsys, write):
+        code, out, _ = run("plan", write("c.yaml", LLAMA_1B), "--format", "json")
         assert code == 0
         data = json.loads(out)
         for key in (
@@ -89,76 +69,76 @@ class TestFormats:
         assert plan.fingerprint == data["fingerprint"]
         assert plan.injections[0].module == "model.layers.0.self_attn.q_proj"
 
-    def test_markdown(self, capsys, write):
+    def test_markdown(self, run, capsys, write):
         path = write("c.yaml", LLAMA_1B)
-        code, out, _ = run(capsys, "plan", path, "--format", "markdown")
+        code, out, _ = run("plan", path, "--format", "markdown")
         assert code == 0
         assert out.startswith(f"# Plan: `{path}`\n")
         assert "| `model.layers.0-15.self_attn.q_proj` | linear | 8 | 16 | 2048→2048 | 16 | 524,288 |" in out
 
-    def test_output_file(self, capsys, write, tmp_path):
+    def test_output_file(self, run, capsys, write, tmp_path):
         target = tmp_path / "plan.json"
-        code, out, err = run(capsys, "plan", write("c.yaml", LLAMA_1B), "--format", "json", "-o", str(target))
+        code, out, err = run("plan", write("c.yaml", LLAMA_1B), "--format", "json", "-o", str(target))
         assert code == 0 and out == "" and err == ""
         assert json.loads(target.read_text(encoding="utf-8"))["totals"]["trainable_params"] == 16 * 8 * (4096 + 2560)
 
-    def test_output_file_with_errors_reports_them_on_stderr(self, capsys, write, tmp_path):
+    def test_output_file_with_errors_reports_them_on_stderr(self, run, capsys, write, tmp_path):
         target = tmp_path / "plan.txt"
-        code, out, err = run(capsys, "plan", write("t.yaml", TYPO), "-o", str(target))
+        code, out, err = run("plan", write("t.yaml", TYPO), "-o", str(target))
         assert code == 1 and out == ""
         assert "LP502 error" in err and "LP502 error" in target.read_text(encoding="utf-8")
 
-    def test_unwritable_output_exits_2(self, capsys, write, tmp_path):
-        code, _, err = run(capsys, "plan", write("c.yaml", LLAMA_1B), "-o", str(tmp_path / "no" / "dir" / "p.txt"))
+    def test_unwritable_output_exits_2(self, run, capsys, write, tmp_path):
+        code, _, err = run("plan", write("c.yaml", LLAMA_1B), "-o", str(tmp_path / "no" / "dir" / "p.txt"))
         assert code == 2 and "cannot write" in err
 
 
 class TestExitCodes:
-    def test_unmatched_target_exits_1_with_located_error(self, capsys, write):
+    def test_unmatched_target_exits_1_with_located_error(self, run, capsys, write):
         path = write("t.yaml", TYPO)
-        code, out, _ = run(capsys, "plan", path)
+        code, out, _ = run("plan", path)
         assert code == 1
         assert f"{path}:4:28: LP502 error" in out and "did you mean `v_proj`?" in out
         assert "model.layers.0-15.self_attn.q_proj" in out  # the plan is still shown
 
-    def test_errors_are_in_the_json_plan(self, capsys, write):
-        code, out, _ = run(capsys, "plan", write("t.yaml", TYPO), "--format", "json")
+    def test_errors_are_in_the_json_plan(self, run, capsys, write):
+        code, out, _ = run("plan", write("t.yaml", TYPO), "--format", "json")
         assert code == 1
         assert [d["code"] for d in json.loads(out)["diagnostics"]] == ["LP502"]
 
-    def test_unresolvable_model_exits_1(self, capsys, write):
+    def test_unresolvable_model_exits_1(self, run, capsys, write):
         path = write("u.yaml", UNKNOWN)
-        code, out, _ = run(capsys, "plan", path)
+        code, out, _ = run("plan", path)
         assert code == 1 and f"{path}:1:13: LP501 error" in out
-        code, out, _ = run(capsys, "plan", path, "--format", "json")
+        code, out, _ = run("plan", path, "--format", "json")
         assert code == 1 and json.loads(out)["diagnostics"][0]["code"] == "LP501"
-        code, out, _ = run(capsys, "plan", path, "--format", "markdown")
+        code, out, _ = run("plan", path, "--format", "markdown")
         assert code == 1 and "No plan: the config has errors." in out and "LP501" in out
 
-    def test_schema_errors_exit_1(self, capsys, write):
-        code, out, _ = run(capsys, "plan", write("b.yaml", "base_model: m\nlora:\n  r: 0\n"))
+    def test_schema_errors_exit_1(self, run, capsys, write):
+        code, out, _ = run("plan", write("b.yaml", "base_model: m\nlora:\n  r: 0\n"))
         assert code == 1 and "LP204 error" in out
 
-    def test_warnings_exit_0_and_1_with_strict(self, capsys, write):
+    def test_warnings_exit_0_and_1_with_strict(self, run, capsys, write):
         # On a hybrid model each list name reaches only its own mixer's layers: LP503 warnings.
         hybrid = write("h.yaml", "base_model: Qwen/Qwen3.5-9B\nlora:\n  target_modules: [q_proj, in_proj_qkv]\n")
-        code, out, _ = run(capsys, "plan", hybrid)
+        code, out, _ = run("plan", hybrid)
         assert code == 0 and "LP503 warning" in out
-        code, out, _ = run(capsys, "plan", hybrid, "--strict")
+        code, out, _ = run("plan", hybrid, "--strict")
         assert code == 1 and "LP503 error" in out and "LP503 warning" not in out
-        code, out, _ = run(capsys, "plan", hybrid, "--strict", "--format", "json")
+        code, out, _ = run("plan", hybrid, "--strict", "--format", "json")
         assert code == 1 and {d["severity"] for d in json.loads(out)["diagnostics"]} == {"error"}
 
     @pytest.mark.parametrize("argv", [["plan"], ["plan", "c.yaml", "--format", "xml"], ["plan", "a", "b"]])
-    def test_usage_errors_exit_2(self, capsys, argv):
-        code, _, err = run(capsys, *argv)
+    def test_usage_errors_exit_2(self, run, capsys, argv):
+        code, _, err = run(*argv)
         assert code == 2 and "usage: loraplan" in err
 
 
 class TestInputs:
-    def test_axolotl_config(self, capsys, write):
+    def test_axolotl_config(self, run, capsys, write):
         path = write("axolotl.yml", AXOLOTL)
-        code, out, _ = run(capsys, "plan", path, "--format", "json")
+        code, out, _ = run("plan", path, "--format", "json")
         assert code == 0
         data = json.loads(out)
         assert (data["architecture"], data["model_class"]) == ("meta-llama/Meta-Llama-3-8B", "LlamaForCausalLM")
@@ -166,16 +146,16 @@ class TestInputs:
         assert len(data["injections"]) == 64 and data["injections"][0]["r"] == 32
         assert data["totals"]["trainable_params"] == 32 * 32 * ((4096 + 4096) + (4096 + 1024))
 
-    def test_axolotl_diagnostics_point_at_the_original_keys(self, capsys, write):
+    def test_axolotl_diagnostics_point_at_the_original_keys(self, run, capsys, write):
         path = write("axolotl.yml", AXOLOTL.replace("  - v_proj", "  - v_porj"))
-        code, out, _ = run(capsys, "plan", path, "--dialect", "axolotl")
+        code, out, _ = run("plan", path, "--dialect", "axolotl")
         assert code == 1 and f"{path}:10:5: LP502 error" in out
 
-    def test_arch_override(self, capsys, write):
+    def test_arch_override(self, run, capsys, write):
         path = write("c.yaml", LLAMA_1B.replace("meta-llama/Llama-3.2-1B", "my-org/private-finetune"))
-        code, _, _ = run(capsys, "plan", path)
+        code, _, _ = run("plan", path)
         assert code == 1
-        code, out, _ = run(capsys, "plan", path, "--arch", "meta-llama/Llama-3.2-1B", "--format", "json")
+        code, out, _ = run("plan", path, "--arch", "meta-llama/Llama-3.2-1B", "--format", "json")
         assert code == 0 and len(json.loads(out)["injections"]) == 32
 
 
