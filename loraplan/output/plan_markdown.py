@@ -97,6 +97,9 @@ def _memory(plan: Any) -> list[str]:
         return ["## Memory estimate", "", "Not available."]
     body = [[name, fmt_bytes(n)] for name, n in memory_parts(m)]
     body.append(["**total**", f"**{fmt_bytes(m.total_bytes)}**"])
+    if m.peak_allocated_bytes:
+        body.append(["PyTorch peak (`max_memory_allocated`: total less context and fragmentation)",
+                     fmt_bytes(m.peak_allocated_bytes)])
     lines = ["## Memory estimate", "", f"{fmt_bytes(m.total_bytes)} for one training step on one device.", ""]
     lines += table(["component", "bytes"], body, right=frozenset({1}))
     if m.assumptions:

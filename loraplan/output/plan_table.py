@@ -109,6 +109,8 @@ def _section_memory(plan: Any, color: bool) -> list[str]:
         return [_heading("Memory estimate", "not available", color)]
     cells = [[name, fmt_bytes(n)] for name, n in memory_parts(m)]
     cells.append(["total", fmt_bytes(m.total_bytes)])
+    if m.peak_allocated_bytes:
+        cells.append(["PyTorch peak", fmt_bytes(m.peak_allocated_bytes)])  # total less context, fragmentation
     lines = [_heading("Memory estimate", f"{fmt_bytes(m.total_bytes)} for one training step on one device", color)]
     lines += align(cells, right=frozenset({1}))
     if m.assumptions:

@@ -277,3 +277,20 @@ def test_from_module_of_a_custom_model_is_planned_like_peft():
     ours, theirs = plan_outcome(plan), oracle(zoo, config)
     assert ours.modules == theirs.modules == ["lin", "gpt", "mha.out_proj"]
     assert (ours.trainable, ours.total) == (theirs.trainable, theirs.total)
+
+
+def test_transposed_fused_experts_are_oriented_as_peft_does():
+    """gpt-oss stores experts transposed (is_transposed): gate_up_proj is (E, hidden, 2 x ffn)."""
+    from loraplan.compiler.compile import compile_plan
+    from loraplan.schema.load import load_text
+
+    result = load_text(
+        "base_model: openai/gpt-oss-20b\nlora:\n  r: 8\n  target_modules: [q_proj]\n"
+        "  target_parameters: [mlp.experts.gate_up_proj]\n",
+        "cfg.yaml",
+    )
+    plan = compile_plan(result.config, source=result.source)
+    first = plan.parameters[0]
+    assert first.module == "model.layers.0.mlp.experts.gate_up_proj"
+    assert (first.in_features, first.out_features) == (2880, 5760)
+    assert first.params == 8 * (2880 + 5760) * 32  # r x (in + out) for each of the 32 experts

@@ -316,3 +316,16 @@ def test_the_table_says_which_layers_train_on_the_fused_path(lora, expected):
     result = load_text(f"base_model: meta-llama/Llama-3.2-1B\nlora: {lora}\n", "cfg.yaml")
     text = render_table(compile_plan(result.config, source=result.source), color=False)
     assert expected in text
+
+
+def test_memory_section_shows_the_allocator_peak_beside_the_device_total():
+    from loraplan.compiler.compile import compile_plan
+    from loraplan.output.plan_rows import fmt_bytes
+    from loraplan.schema.load import load_text
+
+    result = load_text("base_model: meta-llama/Llama-3.2-1B\nlora: {target_modules: all-linear}\n", "cfg.yaml")
+    plan = compile_plan(result.config, source=result.source)
+    text = render_table(plan, color=False)
+    memory = plan.memory
+    assert 0 < memory.peak_allocated_bytes < memory.total_bytes
+    assert re.search(rf"PyTorch peak\s+{re.escape(fmt_bytes(memory.peak_allocated_bytes))}", text)

@@ -106,6 +106,9 @@ def _describe(module: Any, kind: str, shapes: dict[str, tuple[int, ...]]) -> dic
         extra["num_heads"] = int(module.num_heads)
         extra["kdim"], extra["vdim"] = int(module.kdim), int(module.vdim)
         weight = shapes.get("in_proj_weight")
+    if kind == "other" and isinstance(getattr(module, "is_transposed", None), bool):
+        # fused MoE experts (transformers v5): PEFT reads this to orient the 3-D parameters' adapters
+        extra["is_transposed"] = module.is_transposed
     info["weight_shape"] = weight
     info["extra"] = extra
     return info
