@@ -142,7 +142,10 @@ def skip_modules(arch: Architecture, user_skip: list[str] | None) -> list[str]:
 
 
 def quantized_modules(arch: Architecture, user_skip: list[str] | None) -> set[str]:
-    """Modules replace_with_bnb_linear turns into Linear4bit / Linear8bitLt."""
+    """Modules replace_with_bnb_linear turns into Linear4bit / Linear8bitLt (or, in an architecture
+    read from a model already loaded with bitsandbytes, the ones it did turn)."""
+    if any(m.extra.get("quantized") for m in arch.modules):
+        return {m.name for m in arch.modules if m.extra.get("quantized")}
     patterns = skip_modules(arch, user_skip)
     return {
         m.name

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from loraplan.compiler.memory import SHARED_INPUT_GROUPS
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
+from loraplan.runtime.fast.grouped import SharedInputGroup
 
 _SUBCLASSES: dict[type, type] = {}
 MODES = ("auto", "merged", "activation")
@@ -90,6 +92,13 @@ class _FastForward:
                 return super().forward(x, *args, **kwargs)
             if merged:
                 return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
+            group = getattr(self, "_loraplan_group", None)
+            if group is not None and group.enabled:
+                out = group.take(self, x)
+                if out is not None:
+                    return out
+                if group.enabled:
+                    return group.compute(self, x, name)
             return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
@@ -134,7 +143,24 @@ def patch_model(model: nn.Module, mode: str = "auto") -> FastPathReport:
             report.fast.append(name)
         else:
             report.fallback[name] = reason
+    _group_siblings(model)
     return report
+
+
+def _group_siblings(model: nn.Module) -> None:
+    """Tie fused nn.Linear siblings that read one input (q/k/v, gate/up) into a SharedInputGroup."""
+    for parent in model.modules():
+        children = {n: c for n, c in parent.named_children() if isinstance(c, _FastForward)}
+        for names in SHARED_INPUT_GROUPS:
+            members = [children[n] for n in sorted(names) if n in children]
+            members = [m for m in members if type(m.get_base_layer()) is nn.Linear]
+            if len(members) < 2 or len({m.get_base_layer().in_features for m in members}) != 1:
+                continue
+            if len({m.get_base_layer().weight.dtype for m in members}) != 1:
+                continue
+            group = SharedInputGroup(members)
+            for m in members:
+                m._loraplan_group = group
 
 
 def unpatch_model(model: nn.Module) -> int:
@@ -143,5 +169,6 @@ def unpatch_model(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, _FastForward):
             module.__class__ = module._loraplan_original
+            module.__dict__.pop("_loraplan_group", None)
             count += 1
     return count
