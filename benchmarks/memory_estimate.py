@@ -18,11 +18,10 @@ GIB = 1024**3
 
 
 def main(argv: list[str]) -> int:
+    import train_step as ts  # beside this script (its folder is sys.path[0])
+
     import loraplan
     from loraplan.compiler.sources.from_config import from_config_json
-
-    sys.path.insert(0, "benchmarks")
-    import train_step as ts
 
     results = json.loads(Path(argv[0]).read_text())
     arch = from_config_json({**ts.MODEL, "model_type": "llama", "architectures": ["LlamaForCausalLM"]})

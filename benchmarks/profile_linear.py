@@ -130,7 +130,7 @@ def kernel_times(model, ids, opt) -> dict[str, tuple[float, int]]:
 
 def profile_steps() -> None:
     """Kernels of one step: frozen base vs PEFT+fused (fp32 and bf16 adapters), side by side."""
-    from benchmarks.train_step import build_bf16, freeze_with_input_grads, fused, peft_wrap
+    from train_step import build_bf16, freeze_with_input_grads, fused, peft_wrap  # beside this script
 
     ids = torch.randint(0, 32000, (8, 1024), device="cuda")
     tables = {}

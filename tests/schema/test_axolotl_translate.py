@@ -421,6 +421,7 @@ def test_batch_size_gives_accumulation_steps():
     [
         ("gradient_checkpointing: offload", True),
         ("gradient_checkpointing: false", False),
+        ("torch_compile: true", True),
         ("optimizer: adamw_torch_8bit", "adamw_8bit"),
         ("optimizer: adamw_bnb_8bit", "adamw_bnb_8bit"),
         ("flash_attention: true", "flash_attention_2"),
@@ -431,8 +432,8 @@ def test_batch_size_gives_accumulation_steps():
 )
 def test_training_values(lines, expected):
     native, diags, _ = _translate(f"base_model: m\nadapter: lora\nlora_r: 8\nlora_alpha: 8\n{lines}\n")
-    key = {"gradient_checkpointing": "gradient_checkpointing", "optimizer": "optimizer"}.get(
-        lines.split(":")[0], "attn_implementation")
+    key = {"gradient_checkpointing": "gradient_checkpointing", "optimizer": "optimizer",
+           "torch_compile": "torch_compile"}.get(lines.split(":")[0], "attn_implementation")
     assert native.data["training"][key] == expected
     assert native.keys[("training", key)].line == 5
     assert diags == []
