@@ -100,12 +100,18 @@ def peft_wrap(model, *, bf16_adapters: bool):
     return get_peft_model(model, cfg, autocast_adapter_dtype=not bf16_adapters)
 
 
-def loraplan_wrap(model, qlora: bool, batch: int, seq: int, layers: int, compiled: bool = False):
+def loraplan_wrap(model, qlora: bool, batch: int, seq: int, layers: int, compiled: bool = False, **patch):
+    """loraplan.apply; `patch` (mode=, kernels=) re-patches the fast path for a variant run."""
     import loraplan
 
     config = native_config(qlora, batch, seq, layers, compiled)
     plan = loraplan.compile(config, architecture=model)
-    return loraplan.apply(plan, model), plan
+    model = loraplan.apply(plan, model)
+    if patch:
+        from loraplan.runtime.fast import patch_model
+
+        patch_model(model, **patch)
+    return model, plan
 
 
 def freeze_with_input_grads(model):
@@ -136,11 +142,13 @@ def time_steps(model, batch: int, seq: int, steps: int, warmup: int, compiled: b
     torch.cuda.synchronize()
     warm_s = time.perf_counter() - t0
     torch.cuda.reset_peak_memory_stats()
-    times, losses = [], []
+    times, host, losses = [], [], []
     for _ in range(steps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0 = time.perf_counter()
         start.record()
         losses.append(step())
+        host.append((time.perf_counter() - t0) * 1000)  # issuing the step; close to ms: launch-bound
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
@@ -151,6 +159,7 @@ def time_steps(model, batch: int, seq: int, steps: int, warmup: int, compiled: b
         "reserved_gib": torch.cuda.max_memory_reserved() / GIB,
         "device_used_gib": (total - free) / GIB,
         "ms_spread": max(times) - min(times),
+        "host_ms": statistics.median(host),
         "tokens_per_s": batch * seq / (ms / 1000),
         "peak_gib": torch.cuda.max_memory_allocated() / GIB,
         "warmup_s": warm_s,
@@ -252,16 +261,21 @@ def main(argv: list[str] | None = None) -> int:
         ("lora/peft-default", False, lambda: (peft_wrap(build_bf16(L), bf16_adapters=False), None)),
         ("lora/peft-bf16", False, lambda: (peft_wrap(build_bf16(L), bf16_adapters=True), None)),
         ("lora/loraplan", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L)),
+        ("lora/loraplan-triton", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, kernels="triton")),
+        ("lora/loraplan-merged", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, mode="merged")),
         ("qlora/peft-kbit-prep", False, lambda: (peft_kbit_prepared(model_dir), None)),
         ("qlora/peft-default", False, lambda: (peft_wrap(load_4bit(model_dir), bf16_adapters=False), None)),
         ("qlora/peft-bf16", False, lambda: (peft_wrap(load_4bit(model_dir), bf16_adapters=True), None)),
         ("qlora/loraplan", False, lambda: loraplan_wrap(load_4bit(model_dir), True, b, s, L)),
+        ("qlora/loraplan-triton", False, lambda: loraplan_wrap(load_4bit(model_dir), True, b, s, L, kernels="triton")),
     ]
     if not args.no_compile:
         runs += [
             ("frozen", True, lambda: (freeze_with_input_grads(build_bf16(L)), None)),
             ("lora/peft-bf16", True, lambda: (peft_wrap(build_bf16(L), bf16_adapters=True), None)),
             ("lora/loraplan", True, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, compiled=True)),
+            ("qlora/peft-bf16", True, lambda: (peft_wrap(load_4bit(model_dir), bf16_adapters=True), None)),
+            ("qlora/loraplan", True, lambda: loraplan_wrap(load_4bit(model_dir), True, b, s, L, compiled=True)),
         ]
     keep = {x for x in args.only.split(",") if x}
     results: dict = {
@@ -301,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         release()
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
+        if args.out:  # after every run, so a run cut short still leaves its rows
+            Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results["runs"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
@@ -323,7 +339,8 @@ def peft_kbit_prepared(path: str):
 
 def print_table(rows: list[dict]) -> None:
     frozen = {r["run"]: r["ms"] for r in rows if r["run"].startswith("frozen") and "ms" in r}
-    print(f"\n{'run':34} {'ms/step':>8} {'tok/s':>9} {'x frozen':>8} {'peak GiB':>8} {'est GiB':>8} {'est err':>8}")
+    print(f"\n{'run':34} {'ms/step':>8} {'host ms':>8} {'tok/s':>9} {'x frozen':>8} {'peak GiB':>8} {'est GiB':>8} "
+          f"{'est err':>8}")
     for r in rows:
         if "error" in r:
             print(f"{r['run']:34} ERROR {r['error'][:80]}")
@@ -331,7 +348,8 @@ def print_table(rows: list[dict]) -> None:
         base = frozen.get("frozen (compiled)" if "compiled" in r["run"] else "frozen")
         ratio = f"{r['ms'] / base:8.2f}" if base else "       -"
         est = f"{r['estimate_gib']:8.1f} {r['estimate_error']:+8.1%}" if "estimate_gib" in r else f"{'-':>8} {'-':>8}"
-        print(f"{r['run']:34} {r['ms']:8.1f} {r['tokens_per_s']:9.0f} {ratio} {r['peak_gib']:8.1f} {est}")
+        host = f"{r['host_ms']:8.1f}" if "host_ms" in r else f"{'-':>8}"
+        print(f"{r['run']:34} {r['ms']:8.1f} {host} {r['tokens_per_s']:9.0f} {ratio} {r['peak_gib']:8.1f} {est}")
 
 
 if __name__ == "__main__":

@@ -48,16 +48,16 @@ PEFT_CONFIG_KEYS = (
 def _architecture(
     config: Config, architecture: Any, source: SourceDoc | None, arch_override: str | None
 ) -> Architecture:
-    if isinstance(architecture, Architecture):
-        return architecture
-    if architecture is None or isinstance(architecture, str):
-        from loraplan.compiler.resolve import resolve_architecture
+    from loraplan.compiler.resolve import resolve_architecture, with_variant
 
+    if isinstance(architecture, Architecture):
+        return with_variant(architecture, config, source)
+    if architecture is None or isinstance(architecture, str):
         override = architecture if isinstance(architecture, str) else arch_override
         return resolve_architecture(config, override, source)
     from loraplan.compiler.sources.from_module import from_module
 
-    return from_module(architecture)
+    return with_variant(from_module(architecture), config, source)
 
 
 def peft_config(config: Config) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def find_route(name: str, model_class: str | None, allow_torch: bool, attempt: _
         if entry.builds(model_class):
             return Route("catalog", entry.name, entry=entry)
         if allow_torch:
-            return Route("catalog-config", entry.name, entry=entry, path=entry.config_path)
+            return Route("catalog-config", entry.name, entry=entry, path=entry.hf_config_path)
         attempt.reasons.append(
             f"the catalog's {entry.name} is {entry.model_class}; building {model_class} needs transformers"
         )
@@ -121,7 +121,12 @@ def _build(route: Route, model_class: str | None) -> Architecture:
         return arch
     origin = {"catalog-config": "catalog", "hf-cache": "hf-cache"}.get(route.kind, "config.json")
     source: Any = route.data if route.data is not None else route.path
-    return from_config_json(source, model_class, name=route.name, origin=origin)
+    arch = from_config_json(source, model_class, name=route.name, origin=origin)
+    if route.entry is not None and route.entry.variant:
+        from loraplan.compiler.variants import apply_variant
+
+        arch = apply_variant(arch, route.entry.variant)
+    return arch
 
 
 def _locate(diags: list[Diagnostic], attempt: _Attempt, source: SourceDoc | None) -> list[Diagnostic]:
@@ -169,12 +174,28 @@ def resolve_architecture(
         diag = _unresolved(attempt, model_class, allow_torch)
         raise ResolveError(diag.message, _locate([diag], attempt, source))
     try:
-        return _build(route, model_class)
+        arch = _build(route, model_class)
     except LoraplanError as exc:
         diags = exc.diagnostics or [Diagnostic("LP512", "error", str(exc))]
         diags = [d if attempt.name in d.message else replace(d, message=f"{attempt.name}: {d.message}") for d in diags]
         located = _locate(diags, attempt, source)
         raise ResolveError(located[0].message, located) from None
+    return with_variant(arch, config, source)
+
+
+def with_variant(arch: Architecture, config: Config, source: SourceDoc | None) -> Architecture:
+    """The module tree the training tool builds when the config asks for a patched variant."""
+    if not config.architecture_variant:
+        return arch
+    from loraplan.compiler.variants import VariantError, apply_variant
+
+    try:
+        return apply_variant(arch, config.architecture_variant)
+    except VariantError as exc:
+        message = f"architecture_variant '{config.architecture_variant}' does not apply to {arch.name}: {exc}"
+        diag = Diagnostic("LP512", "error", message, hint="remove the setting, or point base_model at a Llama-4 model")
+        located = _locate([diag], _Attempt(arch.name, ("architecture_variant",)), source)
+        raise ResolveError(message, located) from None
 
 
 def can_resolve_offline(config: Config, override: str | None = None) -> bool:

@@ -36,6 +36,9 @@ def translate_model(t: Tree) -> None:
         and lax_bool(t.raw("gptq")) is not True
     ):
         t.put(("model_class",), model_type, (key,), key)
+    if lax_bool(t.raw("llama4_linearized_experts")) is True:  # Axolotl patches Llama4TextExperts into nn.Linear
+        t.put(("architecture_variant",), "axolotl-llama4-linearized-experts", ("llama4_linearized_experts",),
+              "llama4_linearized_experts")
 
 
 def translate_training(t: Tree) -> None:

@@ -194,6 +194,11 @@ class Config(_Strict):
         min_length=1,
         description="transformers class to build (default: the config's `architectures` entry).",
     )
+    architecture_variant: Literal["axolotl-llama4-linearized-experts"] | None = Field(
+        None,
+        description="A module tree a training tool patches in: axolotl-llama4-linearized-experts is Axolotl's "
+        "`llama4_linearized_experts` (one nn.Linear per Llama-4 expert and projection).",
+    )
     dtype: Dtype = Field("bfloat16", description="dtype of the unquantised base weights and of the adapters.")
     lora: LoraSection = Field(..., description="The adapter: PEFT LoraConfig fields.")
     quantization: QuantizationSection | None = Field(

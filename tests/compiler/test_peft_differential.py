@@ -293,8 +293,36 @@ def test_catalog_architectures(index):
 
     entry = CATALOG[index]
     arch = load_catalog_architecture(entry)
-    data = json.loads(entry.config_path.read_text(encoding="utf-8"))
+    data = json.loads(entry.hf_config_path.read_text(encoding="utf-8"))
+
+    def factory():
+        model = build_model(data, entry.model_class)[0]
+        return patch_like_axolotl(model) if entry.variant else model
+
     for lora in catalog_configs(arch, index):
         config = config_of(lora)
         plan = compile_plan(config, arch)
-        compare(plan, oracle(lambda: build_model(data, entry.model_class)[0], config, low_cpu_mem_usage=True))
+        compare(plan, oracle(factory, config, low_cpu_mem_usage=True))
+
+
+def patch_like_axolotl(model):
+    """Axolotl's `llama4_linearized_experts` module tree: one nn.Linear per expert and projection.
+
+    Written from Axolotl's monkeypatch (src/axolotl/monkeypatch/models/llama4/modeling.py), independently
+    of loraplan.compiler.variants, so the variant manifests are checked against PEFT on real modules.
+    """
+    import torch
+    from torch import nn
+
+    for name, module in list(model.named_modules()):
+        if type(module).__name__ != "Llama4TextExperts":
+            continue
+        experts, hidden, inter = module.num_experts, module.hidden_size, module.intermediate_size
+        with torch.device("meta"):
+            linear = nn.Module()
+            linear.gate_projs = nn.ModuleList(nn.Linear(hidden, inter, bias=False) for _ in range(experts))
+            linear.up_projs = nn.ModuleList(nn.Linear(hidden, inter, bias=False) for _ in range(experts))
+            linear.down_projs = nn.ModuleList(nn.Linear(inter, hidden, bias=False) for _ in range(experts))
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent), leaf, linear)
+    return model

@@ -60,10 +60,17 @@ class CatalogEntry:
     aliases: tuple[str, ...] = ()
     auto_classes: dict[str, str] = field(default_factory=dict)  # AutoModelFor... -> class it builds
     sources: tuple[SourceRow, ...] = ()
+    variant: str | None = None  # a patched module tree (loraplan.compiler.variants) of base_config
+    base_config: str | None = None
 
     @property
     def config_path(self) -> Path:
         return CONFIGS_DIR / self.config_file
+
+    @property
+    def hf_config_path(self) -> Path:
+        """The published config.json transformers builds (a variant's base config)."""
+        return CONFIGS_DIR / (self.base_config or self.config_file)
 
     @property
     def manifest_path(self) -> Path:
@@ -177,6 +184,8 @@ def build_catalog(index: dict[str, Any], rows: list[SourceRow]) -> Catalog:
                 aliases=tuple(aliases),
                 auto_classes=dict(info.get("auto_classes", {})),
                 sources=tuple(mine),
+                variant=info.get("variant"),
+                base_config=info.get("base_config"),
             )
         )
     entries.sort(key=lambda e: e.name.lower())

@@ -27,8 +27,10 @@ from loraplan.compiler.catalog import (
     read_sources,
 )
 from loraplan.compiler.catalog.manifest import dumps, encode
+from loraplan.compiler.variants import VARIANTS, apply_variant
 
 INDEX_FORMAT = 1
+VARIANT_KEY = "loraplan_variant"
 AUTO_CLASSES = (
     "AutoModelForCausalLM",
     "AutoModelForImageTextToText",
@@ -77,15 +79,34 @@ class Built:
     arch: Any = None  # the Architecture built now
 
 
+def read_variant(data: Any) -> dict[str, str] | None:
+    """A variant file's `{"base": config file, "variant": name}`; None for a plain config.json.
+
+    A variant is a published config built by transformers, then changed the way a training tool
+    patches the model class (see loraplan.compiler.variants); its file holds only that reference.
+    """
+    if not isinstance(data, dict) or VARIANT_KEY not in data:
+        return None
+    spec = data[VARIANT_KEY]
+    if not isinstance(spec, dict) or not isinstance(spec.get("base"), str) or spec.get("variant") not in VARIANTS:
+        raise ValueError(f"{VARIANT_KEY} needs 'base' (a config file) and 'variant' (one of {', '.join(VARIANTS)})")
+    return {"base": spec["base"], "variant": spec["variant"]}
+
+
 def build(config_file: str) -> Built:
     """Build one config's manifest and index summary with the installed transformers."""
     from loraplan.compiler.sources.from_config import from_config_json
     from loraplan.errors import LoraplanError
 
     path = CONFIGS_DIR / config_file
+    variant = None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        arch = from_config_json(data, name=default_hub_id(config_file), origin="catalog")
+        variant = read_variant(data)
+        hf_config = json.loads((CONFIGS_DIR / variant["base"]).read_text(encoding="utf-8")) if variant else data
+        arch = from_config_json(hf_config, name=default_hub_id(config_file), origin="catalog")
+        if variant:
+            arch = apply_variant(arch, variant["variant"])
     except LoraplanError as exc:
         return Built(config_file, None, None, "; ".join(d.message for d in exc.diagnostics) or str(exc))
     except Exception as exc:  # a config transformers chokes on: reported, never fatal for the others
@@ -103,6 +124,8 @@ def build(config_file: str) -> Built:
         "config_sha256": sha,
         "auto_classes": auto_classes(arch.model_type),
     }
+    if variant:
+        summary.update(variant=variant["variant"], base_config=variant["base"])
     return Built(config_file, manifest, summary, arch=arch)
 
 

@@ -17,7 +17,9 @@ The backward, with g = dL/dy and gs = s (g B):
 
 A and B may be kept in fp32 (PEFT's default, so the optimizer state stays fp32); they are cast
 to the compute dtype for the matmuls (r x in and out x r: tiny), and their gradients are
-returned in their own dtype.
+returned in their own dtype. The rank-r products (x A^T, g B, gs^T x, g^T xa and the merged
+weight) go through `ops`: `torch_ops` (cuBLAS, any device) or `triton_ops` (CUDA kernels that
+read fp32 adapters directly and run these memory-bound products closer to bandwidth).
 """
 
 from __future__ import annotations
@@ -25,9 +27,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from loraplan.runtime.fast import torch_ops
+
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t in dtype; no dispatch when it already is (an eager step is partly bound by host-side calls)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def adapter_copies(lora_a, lora_b, scaling: float, dtype: torch.dtype):
+    """A and s B in the compute dtype (the small operands of every rank-r product)."""
+    with torch.no_grad():
+        return lora_a.detach().to(dtype), lora_b.detach().to(dtype) * scaling
 
 
 class FusedLoraLinear(torch.autograd.Function):
@@ -35,34 +50,34 @@ class FusedLoraLinear(torch.autograd.Function):
 
     The low-rank term is computed first and the large GEMM accumulates onto it (beta = 1), so
     the update costs no extra pass over the output: the large GEMM is compute-bound and reads
-    the accumulator in its epilogue.
+    the accumulator in its epilogue. `ops` computes the rank-r products (torch_ops or triton_ops);
+    `copies` is (A, s B) in x's dtype when the caller keeps them between steps (else made here).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None):
         x2 = _flat(x)
-        a = lora_a.to(x.dtype)
-        bs = lora_b.to(x.dtype) * scaling
-        xa = x2 @ a.t()
-        out = xa @ bs.t() if bias is None else torch.addmm(bias, xa, bs.t())
+        a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
+        xa = ops.down(x2, a)
+        out = torch.mm(xa, bs.t()) if bias is None else torch.addmm(bias, xa, bs.t())
         out.addmm_(x2, weight.t())
         ctx.save_for_backward(x2, xa, weight, a, bs)
-        ctx.scaling = scaling
-        ctx.x_shape = x.shape
+        ctx.scaling, ctx.ops, ctx.x_shape = scaling, ops, x.shape
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
         x2, xa, weight, a, bs = ctx.saved_tensors
-        g = _flat(grad_out).to(x2.dtype)
-        gs = g @ bs  # s (g B): N x r
+        ops, s = ctx.ops, ctx.scaling
+        g = _as(_flat(grad_out), x2.dtype)
+        gs = ops.down(g, bs.t())  # s (g B): N x r
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = (gs @ a).addmm_(g, weight).view(ctx.x_shape)
-        grad_a = (gs.t() @ x2).to(ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
-        grad_b = (g.t() @ xa).mul_(ctx.scaling).to(ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_a, grad_b, None
+            grad_x = torch.mm(gs, a).addmm_(g, weight).view(ctx.x_shape)
+        grad_a = _as(ops.reduce(gs, x2), ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
+        grad_b = _as(ops.reduce(xa, g, s, transpose=True), ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
+        return grad_x, None, None, grad_a, grad_b, None, None, None
 
 
 class LoraAddInto(torch.autograd.Function):
@@ -72,29 +87,27 @@ class LoraAddInto(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float):
+    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None):
         x2 = _flat(x)
-        a = lora_a.to(x.dtype)
-        b = lora_b.to(x.dtype)
-        xa = x2 @ a.t()
-        _flat(base_out).addmm_(xa, b.t(), alpha=scaling)
+        a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
+        xa = ops.down(x2, a)
+        _flat(base_out).addmm_(xa, bs.t())
         ctx.mark_dirty(base_out)
-        ctx.save_for_backward(x2, xa, a, b)
-        ctx.scaling = scaling
-        ctx.x_shape = x.shape
+        ctx.save_for_backward(x2, xa, a, bs)
+        ctx.scaling, ctx.ops, ctx.x_shape = scaling, ops, x.shape
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return base_out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x2, xa, a, b = ctx.saved_tensors
-        s = ctx.scaling
-        g = _flat(grad_out).to(x2.dtype)
-        gs = (g @ b).mul_(s)
-        grad_x = (gs @ a).view(ctx.x_shape) if ctx.needs_input_grad[1] else None
-        grad_a = (gs.t() @ x2).to(ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
-        grad_b = (g.t() @ xa).mul_(s).to(ctx.ab_dtypes[1]) if ctx.needs_input_grad[3] else None
-        return grad_out, grad_x, grad_a, grad_b, None
+        x2, xa, a, bs = ctx.saved_tensors
+        ops, s = ctx.ops, ctx.scaling
+        g = _as(_flat(grad_out), x2.dtype)
+        gs = ops.down(g, bs.t())
+        grad_x = torch.mm(gs, a).view(ctx.x_shape) if ctx.needs_input_grad[1] else None
+        grad_a = _as(ops.reduce(gs, x2), ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
+        grad_b = _as(ops.reduce(xa, g, s, transpose=True), ctx.ab_dtypes[1]) if ctx.needs_input_grad[3] else None
+        return grad_out, grad_x, grad_a, grad_b, None, None, None
 
 
 class MergedLoraLinear(torch.autograd.Function):
@@ -109,35 +122,32 @@ class MergedLoraLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, dequant=None):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, dequant=None, ops=torch_ops):
         x2 = _flat(x)
-        a = lora_a.to(x.dtype)
-        bs = lora_b.to(x.dtype) * scaling
-        merged = _merge(weight, dequant, bs, a, x.dtype)
+        merged = _merge(ops, weight, dequant, lora_b, lora_a, scaling, x.dtype)
         out = F.linear(x2, merged, bias)
-        xa = x2 @ a.t()
-        ctx.save_for_backward(x2, xa, a, bs)
-        ctx.weight, ctx.dequant = weight, dequant
+        xa = ops.down(x2, lora_a)
+        ctx.save_for_backward(x2, xa, lora_a, lora_b)
+        ctx.weight, ctx.dequant, ctx.ops = weight, dequant, ops
         ctx.scaling, ctx.x_shape = scaling, x.shape
-        ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
-        x2, xa, a, bs = ctx.saved_tensors
-        g = _flat(grad_out).to(x2.dtype)
+        x2, xa, lora_a, lora_b = ctx.saved_tensors
+        ops, s = ctx.ops, ctx.scaling
+        g = _as(_flat(grad_out), x2.dtype)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            merged = _merge(ctx.weight, ctx.dequant, bs, a, x2.dtype)
-            grad_x = (g @ merged).view(ctx.x_shape)
-        gs = g @ bs
-        grad_a = (gs.t() @ x2).to(ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
-        grad_b = (g.t() @ xa).mul_(ctx.scaling).to(ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_a, grad_b, None, None
+            merged = _merge(ops, ctx.weight, ctx.dequant, lora_b, lora_a, s, x2.dtype)
+            grad_x = torch.mm(g, merged).view(ctx.x_shape)
+        gs = ops.down(g, lora_b.t(), s)
+        grad_a = _as(ops.reduce(gs, x2), lora_a.dtype) if ctx.needs_input_grad[3] else None
+        grad_b = _as(ops.reduce(xa, g, s, transpose=True), lora_b.dtype) if ctx.needs_input_grad[4] else None
+        return grad_x, None, None, grad_a, grad_b, None, None, None
 
 
-def _merge(weight, dequant, bs, a, dtype):
-    """W + (s B) A in the compute dtype; a quantised W is dequantised into the result first."""
-    if dequant is None:
-        return torch.addmm(weight, bs, a)
-    return dequant(weight).to(dtype).addmm_(bs, a)
+def _merge(ops, weight, dequant, lora_b, lora_a, scaling, dtype):
+    """W + s B A in the compute dtype; a quantised W is dequantised into the result first."""
+    w = weight if dequant is None else dequant(weight).to(dtype)
+    return ops.merge(w, lora_b, lora_a, scaling)

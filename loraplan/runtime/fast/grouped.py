@@ -22,58 +22,56 @@ import weakref
 
 import torch
 
+from loraplan.runtime.fast.functions import _as
+
 
 class GroupedLoraLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, spec, *tensors):
-        # tensors: k weights, k biases (or None), k A's, k B's; spec: (k, scalings)
-        k, scalings = spec
+        # tensors: k weights, k biases (or None), k A's, k B's; spec: (k, scalings, ops, A_cat, [s_i B_i])
+        # where A_cat and s_i B_i are compute-dtype copies of the adapters
+        k, scalings, ops, a_cat, bs_list = spec
         weights, biases, a_list, b_list = tensors[:k], tensors[k : 2 * k], tensors[2 * k : 3 * k], tensors[3 * k :]
         x2 = x.reshape(-1, x.shape[-1])
-        a_cat = torch.cat([a.to(x.dtype) for a in a_list])
-        bs = [b.to(x.dtype) * s for b, s in zip(b_list, scalings)]
-        xa = x2 @ a_cat.t()
-        outs, start = [], 0
-        for w, bias, b in zip(weights, biases, bs):
-            r = b.shape[1]
-            part = xa[:, start : start + r]
-            low = part @ b.t() if bias is None else torch.addmm(bias, part, b.t())
+        xa = ops.down(x2, a_cat)
+        ranks = [bs.shape[1] for bs in bs_list]
+        outs = []
+        for w, bias, bs, part in zip(weights, biases, bs_list, xa.split(ranks, dim=1)):
+            low = torch.mm(part, bs.t()) if bias is None else torch.addmm(bias, part, bs.t())
             outs.append(low.addmm_(x2, w.t()).view(*x.shape[:-1], w.shape[0]))
-            start += r
-        ctx.save_for_backward(x2, xa, a_cat, *weights, *bs)
-        ctx.k, ctx.scalings, ctx.x_shape = k, scalings, x.shape
+        ctx.save_for_backward(x2, xa, a_cat, *weights, *bs_list)
+        ctx.k, ctx.scalings, ctx.ops, ctx.x_shape = k, scalings, ops, x.shape
         ctx.ab_dtypes = [(a.dtype, b.dtype) for a, b in zip(a_list, b_list)]
-        ctx.ranks = [b.shape[1] for b in b_list]
+        ctx.ranks = ranks
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads):
-        k = ctx.k
+        k, ops = ctx.k, ctx.ops
         x2, xa, a_cat, *rest = ctx.saved_tensors
-        weights, bs = rest[:k], rest[k:]
-        flat = [None if g is None else g.reshape(-1, g.shape[-1]).to(x2.dtype) for g in grads]
+        weights, bs_list = rest[:k], rest[k:]
+        flat = [None if g is None else _as(g.reshape(-1, g.shape[-1]), x2.dtype) for g in grads]
         gs = torch.cat(
-            [torch.zeros(x2.shape[0], r, dtype=x2.dtype, device=x2.device) if g is None else g @ b
-             for g, b, r in zip(flat, bs, ctx.ranks)],
+            [torch.zeros(x2.shape[0], r, dtype=x2.dtype, device=x2.device) if g is None else ops.down(g, bs.t())
+             for g, bs, r in zip(flat, bs_list, ctx.ranks)],
             dim=1,
         )  # fmt: skip
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = gs @ a_cat
+            grad_x = torch.mm(gs, a_cat)
             for g, w in zip(flat, weights):
                 if g is not None:
                     grad_x.addmm_(g, w)
             grad_x = grad_x.view(ctx.x_shape)
-        grad_a_cat = gs.t() @ x2
-        grad_as, grad_bs, start = [], [], 0
-        for i, (g, r) in enumerate(zip(flat, ctx.ranks)):
-            a_dtype, b_dtype = ctx.ab_dtypes[i]
-            grad_as.append(grad_a_cat[start : start + r].to(a_dtype))
-            if g is None:
-                grad_bs.append(None)
-            else:
-                grad_bs.append((g.t() @ xa[:, start : start + r]).mul_(ctx.scalings[i]).to(b_dtype))
-            start += r
+        a_dtypes = {a for a, _ in ctx.ab_dtypes}
+        grad_a_cat = ops.reduce(gs, x2)
+        if len(a_dtypes) == 1:  # one cast for the whole stack, not one per member
+            grad_a_cat = _as(grad_a_cat, next(iter(a_dtypes)))
+        grad_as, grad_bs = [], []
+        parts = zip(flat, grad_a_cat.split(ctx.ranks), xa.split(ctx.ranks, dim=1), ctx.scalings, ctx.ab_dtypes)
+        for g, grad_a, xa_i, s, (a_dtype, b_dtype) in parts:
+            grad_as.append(_as(grad_a, a_dtype))
+            grad_bs.append(None if g is None else _as(ops.reduce(xa_i, g, s, transpose=True), b_dtype))
         return (grad_x, None, *([None] * (2 * k)), *grad_as, *grad_bs)
 
 
@@ -101,7 +99,7 @@ class SharedInputGroup:
             self._pending.clear()
         return None
 
-    def compute(self, member, x: torch.Tensor, name: str) -> torch.Tensor:
+    def compute(self, member, x: torch.Tensor, name: str, ops) -> torch.Tensor:
         layers = self.members
         weights, biases, a_list, b_list, scalings = [], [], [], [], []
         for layer in layers:
@@ -111,7 +109,28 @@ class SharedInputGroup:
             a_list.append(layer.lora_A[name].weight)
             b_list.append(layer.lora_B[name].weight)
             scalings.append(layer.scaling[name])
-        outs = GroupedLoraLinear.apply(x, (len(layers), tuple(scalings)), *weights, *biases, *a_list, *b_list)
+        copies = cached_copies(self, a_list, b_list, scalings, x.dtype)
+        spec = (len(layers), tuple(scalings), ops, *copies)
+        outs = GroupedLoraLinear.apply(x, spec, *weights, *biases, *a_list, *b_list)
         self._x, self._version = weakref.ref(x), x._version
         self._pending = {id(layer): out for layer, out in zip(layers, outs) if layer is not member}
         return outs[layers.index(member)]
+
+
+def cached_copies(owner, a_list, b_list, scalings, dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(cat of the A's, [s_i B_i]) in `dtype`, kept on `owner` until an adapter changes.
+
+    Made once per optimizer step instead of once per call: the casts and scalings are tiny, but
+    each is a kernel launch, and an eager training step is partly bound by launches. The key is
+    every adapter's storage and version counter, which the optimizer's in-place update bumps.
+    """
+    key = (dtype, tuple(scalings), *((t.data_ptr(), t._version) for t in (*a_list, *b_list)))
+    cache = owner.__dict__.get("_loraplan_copies")
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            a_copies = [a.detach().to(dtype) for a in a_list]
+            a_cat = torch.cat(a_copies) if len(a_copies) > 1 else a_copies[0]
+            bs = [b.detach().to(dtype) * s for b, s in zip(b_list, scalings)]
+        cache = (key, (a_cat, bs))
+        owner.__dict__["_loraplan_copies"] = cache
+    return cache[1]

@@ -14,11 +14,34 @@ import torch
 from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
+from loraplan.runtime.fast import torch_ops
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
-from loraplan.runtime.fast.grouped import SharedInputGroup
+from loraplan.runtime.fast.grouped import SharedInputGroup, cached_copies
 
 _SUBCLASSES: dict[type, type] = {}
 MODES = ("auto", "merged", "activation")
+KERNELS = ("torch", "triton")
+_TRITON: list = []  # [module or None], filled on first use
+
+
+def triton_ops():
+    """loraplan.runtime.fast.triton_ops, or None where Triton or CUDA is missing."""
+    if not _TRITON:
+        try:
+            if not torch.cuda.is_available():
+                raise ImportError("no CUDA")
+            from loraplan.runtime.fast import triton_ops as module
+        except Exception:  # ImportError, or a Triton that cannot find its compiler
+            module = None
+        _TRITON.append(module)
+    return _TRITON[0]
+
+
+def _ops(layer, x: torch.Tensor):
+    """The rank-r kernels for this call: Triton on CUDA in eager mode when chosen, else torch."""
+    if layer._loraplan_kernels == "torch" or not x.is_cuda or torch.compiler.is_compiling():
+        return torch_ops
+    return triton_ops() or torch_ops
 
 
 def _dequantize_4bit(weight: torch.Tensor) -> torch.Tensor:
@@ -90,25 +113,31 @@ class _FastForward:
         if type(base) is nn.Linear:
             if x.dtype != base.weight.dtype:
                 return super().forward(x, *args, **kwargs)
-            if merged:
+            if merged and torch.compiler.is_compiling():  # inductor fuses the update itself
                 return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
+            ops = _ops(self, x)
+            if merged:
+                return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, None, ops)
             group = getattr(self, "_loraplan_group", None)
             if group is not None and group.enabled:
                 out = group.take(self, x)
                 if out is not None:
                     return out
                 if group.enabled:
-                    return group.compute(self, x, name)
-            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
+                    return group.compute(self, x, name, ops)
+            a, (bs,) = cached_copies(self, [lora_a], [lora_b], [scaling], x.dtype)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, (a, bs))
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
+        ops = _ops(self, x)
         if merged:
             bias = None if bias is None else bias.to(x.dtype)
-            return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit)
+            return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit, ops)
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
-        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling)
+        a, (bs,) = cached_copies(self, [lora_a], [lora_b], [scaling], x.dtype)
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, (a, bs))
 
 
 def _fast_class(cls: type) -> type:
@@ -117,7 +146,7 @@ def _fast_class(cls: type) -> type:
     return _SUBCLASSES[cls]
 
 
-def patch_model(model: nn.Module, mode: str = "auto") -> FastPathReport:
+def patch_model(model: nn.Module, mode: str = "auto", kernels: str = "torch") -> FastPathReport:
     """Put every eligible PEFT LoRA layer of `model` on the fused path; report the rest.
 
     mode "activation" adds s (x A^T) B^T to the output; "merged" folds s B A into the
@@ -125,21 +154,26 @@ def patch_model(model: nn.Module, mode: str = "auto") -> FastPathReport:
     takes "activation" in eager mode and "merged" under torch.compile, the faster of the two in
     each on an H200 (docs/benchmarks.md): in eager, cuBLAS runs the rank-r weight update at a
     fraction of bandwidth; inductor fuses it into one pass over the weight.
+
+    kernels: "torch" (default) runs the rank-r products with cuBLAS; "triton" with loraplan's
+    Triton kernels (CUDA, eager mode; slower end to end on an H200, see docs/benchmarks.md).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
     report = FastPathReport()
     for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or not hasattr(module, "get_base_layer"):
             continue
         if isinstance(module, _FastForward):
-            module._loraplan_mode = mode
+            module._loraplan_mode, module._loraplan_kernels = mode, kernels
             report.fast.append(name)
             continue
         reason = fallback_reason(module)
         if reason is None:
             module.__class__ = _fast_class(type(module))
-            module._loraplan_mode = mode
+            module._loraplan_mode, module._loraplan_kernels = mode, kernels
             report.fast.append(name)
         else:
             report.fallback[name] = reason

@@ -169,7 +169,7 @@ def test_unknown_mode_is_refused():
 
 @pytest.mark.parametrize("mode", ["merged", "activation"])
 def test_4bit_base_matches_peft(mode):
-    """bitsandbytes NF4 on the CPU: the fused paths compute PEFT's QLoRA function."""
+    """bitsandbytes NF4 (on the CPU, or the GPU where there is one): the fused paths compute PEFT's QLoRA."""
     from transformers import BitsAndBytesConfig
 
     base = _tiny_llama()
@@ -184,7 +184,7 @@ def test_4bit_base_matches_peft(mode):
     for n, p in ref.named_parameters():
         if "lora_B" in n:
             p.data.normal_(0, 0.1)
-    ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(8))
+    ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(8)).to(ref.device)  # cuda if bnb has it
     logits_ref, grads_ref = _loss_and_grads(ref, ids)
     report = patch_model(ref, mode=mode)
     assert len(report.fast) == 2 * len(TARGETS)
@@ -192,3 +192,33 @@ def test_4bit_base_matches_peft(mode):
     assert _rel(logits_fast, logits_ref) < 1e-4
     for name, want in grads_ref.items():
         assert _rel(grads_fast[name], want) < 1e-3, name
+
+
+def test_unknown_kernels_are_refused():
+    _, fast = _pair(r=2, target_modules=["q_proj"])
+    with pytest.raises(ValueError, match="kernels"):
+        patch_model(fast, kernels="cutlass")
+
+
+@pytest.mark.parametrize("adapter_dtype", [torch.float32, torch.float64])
+def test_training_steps_track_peft_after_every_optimizer_update(adapter_dtype):
+    """The compute-dtype adapter copies kept between calls are rebuilt after each in-place update."""
+    ref, fast = _pair(r=4, lora_alpha=8, target_modules=TARGETS)
+    if adapter_dtype is torch.float64:  # adapters in another dtype than the model: copies are casts
+        for model in (ref, fast):
+            for n, p in model.named_parameters():
+                if "lora_" in n:
+                    p.data = p.data.double()
+    patch_model(fast)
+    opts = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5) for m in (ref, fast)]
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(3))
+    for _ in range(3):
+        for model, opt in zip((ref, fast), opts):
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        logits_ref, grads_ref = _loss_and_grads(ref, ids)
+        logits_fast, grads_fast = _loss_and_grads(fast, ids)
+        assert _rel(logits_fast, logits_ref) < 1e-5
+        for name, want in grads_ref.items():
+            assert _rel(grads_fast[name], want) < 1e-4, name
