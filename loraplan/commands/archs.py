@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             "num_modules": e.num_modules,
             "config_file": e.config_file,
             "transformers_version": e.transformers_version,
+            **({"variant": e.variant, "base_config": e.base_config} if e.variant else {}),
         }
         for e in list_catalog()
         if _matches(e, args.filter)

@@ -52,6 +52,15 @@ def test_json_format(capsys):
     gpt2 = next(r for r in rows if r["name"] == "openai-community/gpt2")
     assert gpt2["model_class"] == "GPT2LMHeadModel" and gpt2["num_layers"] == 12
     assert gpt2["total_params"] == 124_439_808 and gpt2["aliases"] == []
+    assert "variant" not in gpt2
+
+
+def test_json_names_a_variant_and_its_base(capsys):
+    code, out = run(capsys, "Linearized", "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    scout = rows["axolotl-quants/Llama-4-Scout-17B-16E-Linearized-bnb-nf4-bf16"]
+    assert code == 0 and scout["variant"] == "axolotl-llama4-linearized-experts"
+    assert scout["base_config"] == "meta-llama--Llama-4-Scout-17B-16E-Instruct.json"
 
 
 def test_no_match(capsys):

@@ -18,8 +18,10 @@ The backward, with g = dL/dy and gs = s (g B):
 A and B may be kept in fp32 (PEFT's default, so the optimizer state stays fp32); they are cast
 to the compute dtype for the matmuls (r x in and out x r: tiny), and their gradients are
 returned in their own dtype. The rank-r products (x A^T, g B, gs^T x, g^T xa and the merged
-weight) go through `ops`: `torch_ops` (cuBLAS, any device) or `triton_ops` (CUDA kernels that
-read fp32 adapters directly and run these memory-bound products closer to bandwidth).
+weight) go through `ops`: `torch_ops` (cuBLAS, any device; its merge is the registered operator
+`loraplan::merge_lowrank`, a Triton kernel on CUDA) or `triton_ops` (Triton for every product,
+opt-in: cuBLAS already runs the skinny products near bandwidth, and Triton launches cost more
+host time, which an eager step is short of; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class _FastForward:
         if type(base) is nn.Linear:
             if x.dtype != base.weight.dtype:
                 return super().forward(x, *args, **kwargs)
-            if merged and torch.compiler.is_compiling():  # inductor fuses the update itself
+            if merged and torch.compiler.is_compiling():  # torch ops; the merge is loraplan::merge_lowrank
                 return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling)
             ops = _ops(self, x)
             if merged:
@@ -152,8 +152,9 @@ def patch_model(model: nn.Module, mode: str = "auto", kernels: str = "torch") ->
     mode "activation" adds s (x A^T) B^T to the output; "merged" folds s B A into the
     (dequantised) weight for one GEMM per pass; both save only x and x A^T. "auto" (default)
     takes "activation" in eager mode and "merged" under torch.compile, the faster of the two in
-    each on an H200 (docs/benchmarks.md): in eager, cuBLAS runs the rank-r weight update at a
-    fraction of bandwidth; inductor fuses it into one pass over the weight.
+    each on an H200 (docs/benchmarks.md): in eager, two weight updates per layer and step add
+    host work to a step that is already close to host-bound; compiled, the update is one Triton
+    kernel (`loraplan::merge_lowrank`) and the GEMMs need no low-rank terms.
 
     kernels: "torch" (default) runs the rank-r products with cuBLAS; "triton" with loraplan's
     Triton kernels (CUDA, eager mode; slower end to end on an H200, see docs/benchmarks.md).
