@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from loraplan.compiler.catalog import load_catalog_architecture, lookup
+from loraplan.compiler.catalog.regenerate import read_variant
 from loraplan.compiler.compile import check_loaded, compile_plan
 from loraplan.compiler.variants import LLAMA4_LINEARIZED, VariantError, apply_variant, linearize_llama4_experts
 from loraplan.schema.load import load_file, load_text
@@ -42,6 +44,18 @@ def test_apply_variant_is_idempotent_and_refuses_other_models():
         apply_variant(load_catalog_architecture("meta-llama/Llama-3.2-1B"), LLAMA4_LINEARIZED)
     with pytest.raises(VariantError, match="unknown architecture variant"):
         apply_variant(arch, "something-else")
+    # a live model Axolotl already patched carries no marker, only the linear experts
+    unmarked = dataclasses.replace(arch, config_attrs={k: v for k, v in arch.config_attrs.items() if k != "variant"})
+    assert apply_variant(unmarked, LLAMA4_LINEARIZED).modules == arch.modules
+
+
+def test_variant_files_are_read_strictly():
+    assert read_variant({"model_type": "llama"}) is None
+    spec = {"loraplan_variant": {"base": "x.json", "variant": LLAMA4_LINEARIZED}}
+    assert read_variant(spec) == {"base": "x.json", "variant": LLAMA4_LINEARIZED}
+    for bad in ({"base": "x.json"}, {"base": 3, "variant": LLAMA4_LINEARIZED}, {"variant": "linearized"}, "x"):
+        with pytest.raises(ValueError, match="loraplan_variant needs"):
+            read_variant({"loraplan_variant": bad})
 
 
 def test_catalog_variants_resolve_to_the_linearized_tree():

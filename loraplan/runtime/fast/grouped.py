@@ -22,7 +22,7 @@ import weakref
 
 import torch
 
-from loraplan.runtime.fast.functions import _as
+from loraplan.runtime.fast.functions import _as, adapter_copies
 
 
 class GroupedLoraLinear(torch.autograd.Function):
@@ -127,10 +127,8 @@ def cached_copies(owner, a_list, b_list, scalings, dtype) -> tuple[torch.Tensor,
     key = (dtype, tuple(scalings), *((t.data_ptr(), t._version) for t in (*a_list, *b_list)))
     cache = owner.__dict__.get("_loraplan_copies")
     if cache is None or cache[0] != key:
-        with torch.no_grad():
-            a_copies = [a.detach().to(dtype) for a in a_list]
-            a_cat = torch.cat(a_copies) if len(a_copies) > 1 else a_copies[0]
-            bs = [b.detach().to(dtype) * s for b, s in zip(b_list, scalings)]
-        cache = (key, (a_cat, bs))
+        a_copies, bs = zip(*(adapter_copies(a, b, s, dtype) for a, b, s in zip(a_list, b_list, scalings)))
+        a_cat = torch.cat(a_copies) if len(a_copies) > 1 else a_copies[0]
+        cache = (key, (a_cat, list(bs)))
         owner.__dict__["_loraplan_copies"] = cache
     return cache[1]
