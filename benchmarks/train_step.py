@@ -101,7 +101,7 @@ def peft_wrap(model, *, bf16_adapters: bool):
 
 
 def loraplan_wrap(model, qlora: bool, batch: int, seq: int, layers: int, compiled: bool = False, **patch):
-    """loraplan.apply; `patch` (mode=, kernels=) re-patches the fast path for a variant run."""
+    """loraplan.apply; `patch` (mode=, kernels=, stack=) re-patches the fast path for a variant run."""
     import loraplan
 
     config = native_config(qlora, batch, seq, layers, compiled)
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         ("lora/peft-default", False, lambda: (peft_wrap(build_bf16(L), bf16_adapters=False), None)),
         ("lora/peft-bf16", False, lambda: (peft_wrap(build_bf16(L), bf16_adapters=True), None)),
         ("lora/loraplan", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L)),
+        ("lora/loraplan-stacked", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, stack=True)),
         ("lora/loraplan-triton", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, kernels="triton")),
         ("lora/loraplan-merged", False, lambda: loraplan_wrap(build_bf16(L), False, b, s, L, mode="merged")),
         ("qlora/peft-kbit-prep", False, lambda: (peft_kbit_prepared(model_dir), None)),
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     results["versions"] = {"transformers": transformers.__version__, "peft": peft.__version__}
     if args.check:
         results["check"] = {
-            "lora": check_against_peft(False, None, min(L, 4), 2, 256),
+            "lora": check_against_peft(False, None, min(L, 4), b, s),  # the timed batch: kernels differ by size
             "qlora": check_against_peft(True, model_dir, L, 2, 256),
         }
         print(json.dumps(results["check"], indent=1), flush=True)

@@ -6,6 +6,14 @@ adapter_config.json) is unchanged. Ineligible layers keep PEFT's forward and are
 """
 
 from loraplan.compiler.fast_path import FALLBACK_REASONS, static_fallback_reason
+from loraplan.runtime.fast.freshness import adapters_changed
 from loraplan.runtime.fast.patch import FastPathReport, patch_model, unpatch_model
 
-__all__ = ["FALLBACK_REASONS", "FastPathReport", "patch_model", "static_fallback_reason", "unpatch_model"]
+__all__ = [
+    "FALLBACK_REASONS",
+    "FastPathReport",
+    "adapters_changed",
+    "patch_model",
+    "static_fallback_reason",
+    "unpatch_model",
+]

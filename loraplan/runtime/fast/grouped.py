@@ -13,7 +13,8 @@ backward, with gs = [g_1 s_1 B_1, ..., g_k s_k B_k] (N x sum r_i):
 
 so x is read twice instead of 2k times, and autograd does not have to add k separate input
 gradients. Used in eager mode only: the module calls come one at a time, so the first member
-called computes all outputs and hands the others theirs (`SharedInputGroup`).
+called computes all outputs and hands the others theirs (`SharedInputGroup`). Where the group's
+weights can share one tensor, it runs the stacked formulation instead (stacked.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import weakref
 
 import torch
 
+from loraplan.runtime.fast import freshness, torch_ops
 from loraplan.runtime.fast.functions import _as, adapter_copies
+from loraplan.runtime.fast.stacked import StackedLoraLinear, WeightStack
 
 
 class GroupedLoraLinear(torch.autograd.Function):
@@ -63,15 +66,13 @@ class GroupedLoraLinear(torch.autograd.Function):
                 if g is not None:
                     grad_x.addmm_(g, w)
             grad_x = grad_x.view(ctx.x_shape)
-        a_dtypes = {a for a, _ in ctx.ab_dtypes}
-        grad_a_cat = ops.reduce(gs, x2)
-        if len(a_dtypes) == 1:  # one cast for the whole stack, not one per member
-            grad_a_cat = _as(grad_a_cat, next(iter(a_dtypes)))
+        a_dtypes = {a for a, _ in ctx.ab_dtypes}  # one dtype for the whole stack, not one cast per member
+        grad_a_cat = ops.reduce(gs, x2, dtype=next(iter(a_dtypes)) if len(a_dtypes) == 1 else None)
         grad_as, grad_bs = [], []
         parts = zip(flat, grad_a_cat.split(ctx.ranks), xa.split(ctx.ranks, dim=1), ctx.scalings, ctx.ab_dtypes)
         for g, grad_a, xa_i, s, (a_dtype, b_dtype) in parts:
             grad_as.append(_as(grad_a, a_dtype))
-            grad_bs.append(None if g is None else _as(ops.reduce(xa_i, g, s, transpose=True), b_dtype))
+            grad_bs.append(None if g is None else ops.reduce(xa_i, g, s, transpose=True, dtype=b_dtype))
         return (grad_x, None, *([None] * (2 * k)), *grad_as, *grad_bs)
 
 
@@ -86,6 +87,7 @@ class SharedInputGroup:
     def __init__(self, members: list) -> None:
         self.members = list(members)  # strong references: deepcopy of a model copies the group with it
         self.enabled = True
+        self.stack: WeightStack | None = None  # set by patch_model where stacking pays (stacked.py)
         self._x: weakref.ref | None = None
         self._version = -1
         self._pending: dict[int, torch.Tensor] = {}
@@ -109,9 +111,14 @@ class SharedInputGroup:
             a_list.append(layer.lora_A[name].weight)
             b_list.append(layer.lora_B[name].weight)
             scalings.append(layer.scaling[name])
-        copies = cached_copies(self, a_list, b_list, scalings, x.dtype)
-        spec = (len(layers), tuple(scalings), ops, *copies)
-        outs = GroupedLoraLinear.apply(x, spec, *weights, *biases, *a_list, *b_list)
+        stack = self.stack
+        if stack is not None and ops is torch_ops and stack.ready():
+            stack.refresh(a_list, b_list, scalings)
+            outs = StackedLoraLinear.apply(x, stack, tuple(scalings), *biases, *a_list, *b_list)
+        else:
+            copies = cached_copies(self, a_list, b_list, scalings, x.dtype)
+            spec = (len(layers), tuple(scalings), ops, *copies)
+            outs = GroupedLoraLinear.apply(x, spec, *weights, *biases, *a_list, *b_list)
         self._x, self._version = weakref.ref(x), x._version
         self._pending = {id(layer): out for layer, out in zip(layers, outs) if layer is not member}
         return outs[layers.index(member)]
@@ -121,10 +128,10 @@ def cached_copies(owner, a_list, b_list, scalings, dtype) -> tuple[torch.Tensor,
     """(cat of the A's, [s_i B_i]) in `dtype`, kept on `owner` until an adapter changes.
 
     Made once per optimizer step instead of once per call: the casts and scalings are tiny, but
-    each is a kernel launch, and an eager training step is partly bound by launches. The key is
-    every adapter's storage and version counter, which the optimizer's in-place update bumps.
+    each is a kernel launch, and an eager training step is partly bound by launches. When a copy
+    is stale: freshness.py.
     """
-    key = (dtype, tuple(scalings), *((t.data_ptr(), t._version) for t in (*a_list, *b_list)))
+    key = freshness.key((*a_list, *b_list), dtype, tuple(scalings))
     cache = owner.__dict__.get("_loraplan_copies")
     if cache is None or cache[0] != key:
         a_copies, bs = zip(*(adapter_copies(a, b, s, dtype) for a, b, s in zip(a_list, b_list, scalings)))

@@ -18,7 +18,7 @@ def _addmm(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> t
 @torch.library.custom_op("loraplan::merge_lowrank", mutates_args=())
 def merge_lowrank(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
     """w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype)."""
-    if w.is_cuda:
+    if w.is_cuda and w.dtype in (torch.bfloat16, torch.float16):  # Triton's fp32 dot would be TF32
         from loraplan.runtime.fast.patch import triton_ops
 
         kernels = triton_ops()

@@ -3,7 +3,8 @@
 Same functions and signatures as `triton_ops`, so the autograd functions take either:
 
     down(x, w, alpha)       alpha * x w^T          x: N x K, w: r x K         -> N x r, x's dtype
-    reduce(s, x, alpha)     alpha * s^T x          s: N x r, x: N x D         -> r x D (D x r transposed)
+    reduce(s, x, alpha)     alpha * s^T x          s: N x r, x: N x D         -> r x D (D x r transposed),
+                                                                                 in `dtype` when given
     merge(w, b, a, alpha)   w + alpha * b a        w: M x K, b: M x r, a: r x K
 
 The scale is applied to the small operand or result, never to an N-sized tensor. `merge` on
@@ -24,8 +25,19 @@ def down(x: torch.Tensor, w: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return torch.mm(x, w.t())
 
 
-def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool = False) -> torch.Tensor:
-    out = torch.mm(x.t(), s) if transpose else torch.mm(s.t(), x)
+# aten::mm.dtype: cuBLAS writes an fp32 result from bf16/fp16 operands (torch >= 2.8, CUDA only)
+_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
+def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool = False, dtype=None) -> torch.Tensor:
+    """A parameter's gradient: `dtype` is the parameter's (fp32 masters: one cuBLAS call, no cast)."""
+    m1, m2 = (x.t(), s) if transpose else (s.t(), x)
+    if dtype is None or dtype == s.dtype:
+        out = torch.mm(m1, m2)
+    elif _MM_OUT_DTYPE and dtype == torch.float32 and s.is_cuda and not torch.compiler.is_compiling():
+        out = torch.mm(m1, m2, out_dtype=dtype)
+    else:
+        out = torch.mm(m1, m2).to(dtype)
     if alpha != 1.0:
         out.mul_(alpha)
     return out

@@ -118,8 +118,8 @@ def down(x: torch.Tensor, w: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return y
 
 
-def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool = False) -> torch.Tensor:
-    """alpha * s^T @ x (r x D, fp32) for s (N x r) and x (N x D); transpose=True gives D x r."""
+def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool = False, dtype=None) -> torch.Tensor:
+    """alpha * s^T @ x (r x D, fp32 or `dtype`) for s (N x r) and x (N x D); transpose=True gives D x r."""
     n, r = s.shape
     d = x.shape[1]
     sms = _sm_count(x.device.index or 0)
@@ -134,7 +134,8 @@ def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool
     grid = lambda meta: (triton.cdiv(d, meta["BLOCK_D"]), splits)  # noqa: E731
     _reduce_kernel[grid](s, x, part, n, d, r, rows, *s.stride(), *x.stride(), csplit, csr, csd, float(alpha),
                          R_PAD=_pad(r))  # fmt: skip
-    return part[0] if splits == 1 else part.sum(0)
+    out = part[0] if splits == 1 else part.sum(0)
+    return out if dtype is None or dtype == out.dtype else out.to(dtype)
 
 
 def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:

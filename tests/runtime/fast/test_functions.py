@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
+from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear, merged_dx_pays
 
 
 def _reference(x, w, bias, a, b, s):
@@ -21,6 +21,17 @@ def test_fused_linear_gradcheck(with_bias):
     a = torch.randn(2, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, 2, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, a, b: FusedLoraLinear.apply(x, w, bias, a, b, 0.7), (x, a, b))
+
+
+def test_fused_linear_gradcheck_with_fewer_tokens_than_outputs():
+    """dL/dx through g W + (g s B) A: 3 tokens, 4 outputs (6 tokens above take g (W + s B A))."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, generator=g)
+    a = torch.randn(2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    assert not merged_dx_pays(3, 4) and merged_dx_pays(6, 4)
+    assert torch.autograd.gradcheck(lambda x, a, b: FusedLoraLinear.apply(x, w, None, a, b, 0.7), (x, a, b))
 
 
 def test_add_into_gradcheck():
