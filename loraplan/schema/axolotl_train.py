@@ -36,9 +36,14 @@ def translate_model(t: Tree) -> None:
         and lax_bool(t.raw("gptq")) is not True
     ):
         t.put(("model_class",), model_type, (key,), key)
-    if lax_bool(t.raw("llama4_linearized_experts")) is True:  # Axolotl patches Llama4TextExperts into nn.Linear
+    linearized = lax_bool(t.raw("llama4_linearized_experts"))
+    if linearized is True:  # Axolotl patches Llama4TextExperts into nn.Linear
         t.put(("architecture_variant",), "axolotl-llama4-linearized-experts", ("llama4_linearized_experts",),
               "llama4_linearized_experts")
+    elif linearized is not None and linearized is not False:  # Axolotl's schema: Optional[bool]
+        t.report("LP203", "error", f"llama4_linearized_experts must be true or false, not {linearized!r}",
+                 ("llama4_linearized_experts",), hint="`llama4_linearized_experts: true` (or remove the key)",
+                 on_value=True)
 
 
 def translate_training(t: Tree) -> None:

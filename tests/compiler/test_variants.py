@@ -97,6 +97,25 @@ def test_variant_on_a_model_without_llama4_experts_is_a_located_error():
     assert (diag.file, diag.line) == ("bad.yaml", 2)
 
 
+@pytest.mark.parametrize("value", ["maybe", "2", "[true]"])
+def test_a_non_boolean_linearized_experts_flag_is_a_located_type_error(value):
+    text = f"base_model: {SCOUT}\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n" \
+           f"llama4_linearized_experts: {value}\n"
+    result = load_text(text, file="flag.yaml", dialect="axolotl")
+    (diag,) = result.diagnostics
+    assert diag.code == "LP203" and diag.severity == "error" and "true or false" in diag.message
+    assert (diag.file, diag.line, diag.column) == ("flag.yaml", 6, 28)
+
+
+@pytest.mark.parametrize("value", ["false", "no", "0"])
+def test_a_false_linearized_experts_flag_keeps_the_fused_layout(value):
+    text = f"base_model: {SCOUT}\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n" \
+           f"llama4_linearized_experts: {value}\n"
+    result = load_text(text, file="flag.yaml", dialect="axolotl")
+    assert not result.diagnostics
+    assert result.config is not None and result.config.architecture_variant is None
+
+
 def test_native_config_and_live_architecture_take_the_variant():
     config = load_text(f"base_model: {SCOUT}\narchitecture_variant: {LLAMA4_LINEARIZED}\nlora:\n  r: 4\n"
                        "  target_modules: ['down_projs.0']\n").config
