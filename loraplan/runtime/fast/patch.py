@@ -135,6 +135,9 @@ class _FastForward:
         if merged:
             bias = None if bias is None else bias.to(x.dtype)
             return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit, ops)
+        # bitsandbytes' own layer, the low-rank term added into its output. Dequantising here
+        # instead, through bitsandbytes.functional, took 187 ms a step against 144 ms (H200,
+        # docs/benchmarks.md): its Python per call costs more than the layer's own.
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
