@@ -158,7 +158,7 @@ def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dt
     return int(acts), int(logits)
 
 
-def _compiled_merged_weights(config: Any, modules: list[Injection], dtype_bytes: int) -> int:
+def compiled_merged_weight_bytes(config: Any, modules: list[Injection], dtype_bytes: int) -> int:
     """Bytes of the merged weights a compiled step keeps: out x in per fused Linear, model dtype.
 
     Measured on an H200 (docs/benchmarks.md): loraplan's compiled LoRA and QLoRA steps peaked
@@ -218,7 +218,7 @@ def estimate_memory(
                if t.gradient_checkpointing else "; no gradient checkpointing: every layer's activations kept"))
         assumptions.append(f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x 10 bytes "
                            "(model-dtype logits, float32 upcast, float32 log-softmax)")
-    merged = _compiled_merged_weights(config, modules, dtype_bytes)
+    merged = compiled_merged_weight_bytes(config, modules, dtype_bytes)
     if merged:
         assumptions.append(
             "merged weights: under torch.compile loraplan's fused path folds s B A into each adapted weight "

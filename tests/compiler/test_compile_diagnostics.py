@@ -498,3 +498,42 @@ def test_all_linear_condensing_is_not_reported_when_it_changes_nothing():
     assert len(plan.injections) == 112  # 16 layers x 7: PEFT condenses them, selecting the same set
     assert not [d for d in plan.diagnostics if d.code == "LP509"]
 
+
+
+# --- LP516 ----------------------------------------------------------------------------------------------------
+
+TINYLLAMA = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"  # 22 layers x 7 Linears, 1.80 GiB of them in bf16
+
+
+def test_compiled_fused_path_names_the_merged_copies_and_warns_for_4bit():
+    plan, found = run("""
+        base_model: test
+        adapter: qlora
+        quantization:
+          load_in_4bit: true
+          bnb_4bit_compute_dtype: bfloat16
+        lora:
+          target_modules: all-linear
+        training:
+          torch_compile: true
+    """, TINYLLAMA)
+    assert found == [("LP516", "warning", 9, 3)]
+    diag = plan.diagnostics[0]
+    assert "154 adapted Linears" in diag.message and "1.80 GiB" in diag.message and "4x the 0.45 GiB" in diag.message
+    fused = sum(i.out_features * i.in_features for i in plan.injections)
+    assert plan.memory.breakdown["merged_weights"] == fused * 2
+    _, found = run("""
+        base_model: test
+        lora:
+          target_modules: all-linear
+        training:
+          torch_compile: true
+    """, TINYLLAMA)
+    assert found == [("LP516", "info", 5, 3)]
+
+
+@pytest.mark.parametrize("extra", ["training:\n  torch_compile: false",
+                                   "  lora_dropout: 0.1\ntraining:\n  torch_compile: true"])
+def test_no_merged_copies_in_eager_mode_or_on_peft_layers(extra):
+    plan, found = run("base_model: test\nlora:\n  target_modules: all-linear\n" + extra + "\n", TINYLLAMA)
+    assert found == [] and "merged_weights" not in plan.memory.breakdown
