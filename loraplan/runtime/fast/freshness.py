@@ -6,9 +6,10 @@ is stale once an adapter changes, which shows in one of three ways:
 
 - its storage (`data_ptr`) or version counter changed: in-place updates through the tensor
   itself (torch optimizers, `load_state_dict`, `copy_` under `no_grad`);
-- any optimizer stepped: bitsandbytes' 8-bit and paged optimizers write the parameters from
-  C without bumping version counters, so every `torch.optim.Optimizer.step` (theirs included)
-  counts as a change, through a global step hook;
+- any optimizer stepped: bitsandbytes' optimizers (0.50: AdamW, AdamW8bit, the paged ones)
+  write the parameters through their own operator without bumping version counters, as fused
+  C++-extension optimizers do, so every `torch.optim.Optimizer.step` (theirs included) counts
+  as a change, through a global step hook;
 - `adapters_changed()` was called: for writes through `.data`, which nothing can see.
 """
 

@@ -270,3 +270,20 @@ def test_on_cuda_bf16_model_with_fp32_adapters_matches_peft(stack):
     for name, g in want.items():
         assert got[name].dtype == torch.float32
         assert _rel(got[name], g) < 6e-2, name
+
+
+def test_a_bitsandbytes_optimizer_which_moves_no_version_counter_still_reaches_the_kept_copies():
+    """bitsandbytes 0.50's optimizers write the parameters through their own op: `_version` stays put."""
+    bnb = pytest.importorskip("bitsandbytes")
+    ref = _llama(layers=1)
+    fast = copy.deepcopy(ref)
+    patch_model(fast)  # the default path, its A and s B copies kept between calls
+    opts = [bnb.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=0.05) for m in (ref, fast)]
+    lora_b = next(p for n, p in fast.named_parameters() if "lora_B" in n)
+    for _ in range(2):
+        for model, opt in zip((ref, fast), opts):
+            _grads(model, IDS)
+            version = lora_b._version
+            opt.step()
+        assert lora_b._version == version  # the premise: nothing but the step hook sees this update
+    _assert_same(_grads(fast, IDS), _grads(ref, IDS))
