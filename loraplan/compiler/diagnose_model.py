@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from loraplan.compiler import matching as mt
 from loraplan.compiler.diagnose import Ctx, short_list
 from loraplan.compiler.injections import user_entries
-from loraplan.compiler.memory import DTYPE_BYTES, compiled_merged_weight_bytes
 from loraplan.compiler.peft_tables import (
     MOE_TARGET_MODULE_MAPPING,
     TASK_MODULES_TO_SAVE_AFTER,
@@ -193,30 +192,4 @@ def fan_in_fan_out(ctx: Ctx) -> Iterator[Diagnostic]:
                         "to false", path, hint="remove `fan_in_fan_out: true`", key=key)
 
 
-def compiled_merged_weights(ctx: Ctx) -> Iterator[Diagnostic]:
-    """LP516: under torch.compile the fused path keeps a merged copy of every adapted weight.
-
-    The compiled graph computes W + s B A once per fused Linear and saves it for dL/dx (memory.py).
-    With a 4-bit base that copy is in the compute dtype, about four times the 4-bit weights.
-    """
-    config = ctx.config
-    if not config.training.torch_compile:
-        return
-    fused = [i for i in ctx.modules if i.fast_path]
-    merged = compiled_merged_weight_bytes(config, fused, DTYPE_BYTES[config.dtype])
-    if not merged:
-        return
-    gib = merged / 2**30
-    path = ("training", "torch_compile")  # or its nearest ancestor the file has
-    what = (f"under torch.compile, loraplan's fused path keeps W + s B A of each of the {len(fused)} adapted "
-            f"Linears from forward to backward, in {config.dtype}: {gib:.2f} GiB (in the memory estimate)")
-    if config.load_in_4bit:
-        packed = sum(i.out_features * i.in_features for i in fused) / 2 / 2**30
-        yield ctx.d("LP516", "warning", f"{what}, {gib / packed:.0f}x the {packed:.2f} GiB these weights take in "
-                    "4 bits", path, hint="train QLoRA without torch_compile to keep its memory, or budget the copies",
-                    key=True)
-    else:
-        yield ctx.d("LP516", "info", what, path, key=True)
-
-
-CHECKS = (moe, serving, quirks, fan_in_fan_out, compiled_merged_weights)
+CHECKS = (moe, serving, quirks, fan_in_fan_out)

@@ -18,8 +18,6 @@ checked and calibrated against measured peaks. The model is additive, an upper-i
                per layer plus one layer's activations for the recompute
   logits       seq x batch x vocab x 10 bytes (model-dtype logits, float32 upcast, float32
                log-softmax kept for the loss backward)
-  merged       under training.torch_compile, the merged weight W + s B A of each module on the fused
-               path, kept by the compiled graph from forward to backward
   overhead     CUDA context and cuBLAS workspace (fixed), a 4-bit dequantisation buffer for the
                largest quantised weight, and 5% allocator fragmentation on top of the rest
 """
@@ -158,18 +156,6 @@ def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dt
     return int(acts), int(logits)
 
 
-def compiled_merged_weight_bytes(config: Any, modules: list[Injection], dtype_bytes: int) -> int:
-    """Bytes of the merged weights a compiled step keeps: out x in per fused Linear, model dtype.
-
-    Measured on an H200 (docs/benchmarks.md): loraplan's compiled LoRA and QLoRA steps peaked
-    1.70 and 1.67 GiB above PEFT's compiled ones, and the 1.1B benchmark's merged weights are
-    1.81 GiB; a CPU trace of the compiled graph shows them among the tensors saved for backward.
-    """
-    if not config.training.torch_compile:
-        return 0
-    return sum(i.out_features * i.in_features for i in modules if i.fast_path) * dtype_bytes
-
-
 def _optimizer(name: str, totals: Totals, modules: list[Injection], params: list[Injection], dtype_bytes: int) -> int:
     adapters, copies = totals.adapter_params, totals.modules_to_save_params + totals.bias_params
     if name == "adafactor":
@@ -218,14 +204,8 @@ def estimate_memory(
                if t.gradient_checkpointing else "; no gradient checkpointing: every layer's activations kept"))
         assumptions.append(f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x 10 bytes "
                            "(model-dtype logits, float32 upcast, float32 log-softmax)")
-    merged = compiled_merged_weight_bytes(config, modules, dtype_bytes)
-    if merged:
-        assumptions.append(
-            "merged weights: under torch.compile loraplan's fused path folds s B A into each adapted weight "
-            "(W + s B A, in the model dtype), and the compiled graph keeps every merged weight from forward "
-            "to backward (the backward's W + s B A is the forward's, deduplicated)")
     dequant = largest_q * dtype_bytes if config.load_in_4bit else 0
-    subtotal = weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits + merged
+    subtotal = weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits
     overhead = CUDA_CONTEXT_BYTES + dequant + int(FRAGMENTATION * subtotal)
     assumptions.append(f"overhead: CUDA context and cuBLAS workspace {CUDA_CONTEXT_BYTES // 2**20} MiB, "
                        f"{int(FRAGMENTATION * 100)}% allocator fragmentation"
@@ -240,7 +220,6 @@ def estimate_memory(
         "optimizer": optimizer_bytes,
         "activations": acts,
         "logits": logits,
-        **({"merged_weights": merged} if merged else {}),
         "dequant_buffer": dequant,
         "cuda_context": CUDA_CONTEXT_BYTES,
         "fragmentation": int(FRAGMENTATION * subtotal),
@@ -250,9 +229,9 @@ def estimate_memory(
         adapter_bytes=adapter_bytes,
         gradient_bytes=gradient_bytes,
         optimizer_bytes=optimizer_bytes,
-        activation_bytes=acts + logits + merged,
+        activation_bytes=acts + logits,
         overhead_bytes=overhead,
-        total_bytes=weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits + merged + overhead,
+        total_bytes=weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits + overhead,
         peak_allocated_bytes=subtotal + dequant,
         breakdown=breakdown,
         assumptions=assumptions,

@@ -146,16 +146,3 @@ def test_unknown_sizes_are_said(arch):
     mem = plan_for(bare).memory
     assert mem.breakdown["activations"] == 0 and "unknown" in " ".join(mem.assumptions)
 
-
-def test_compiled_fused_path_counts_every_merged_weight(arch):
-    """Under torch.compile the graph keeps W + s B A of each fused Linear (tests/runtime/fast/test_compiled.py)."""
-    eager = plan_for(arch).memory
-    compiled = plan_for(arch, training={"torch_compile": True}).memory
-    fused = [i for i in plan_for(arch, training={"torch_compile": True}).injections if i.fast_path]
-    assert len(fused) == 22 * 7
-    assert compiled.breakdown["merged_weights"] == sum(i.out_features * i.in_features for i in fused) * 2
-    assert "merged_weights" not in eager.breakdown
-    assert compiled.total_bytes == sum(compiled.breakdown.values())
-    assert "merged weights" in " ".join(compiled.assumptions)
-    fallback = plan_for(arch, training={"torch_compile": True}, lora_dropout=0.1).memory  # PEFT's layer merges nothing
-    assert "merged_weights" not in fallback.breakdown

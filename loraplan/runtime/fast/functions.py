@@ -156,7 +156,7 @@ class MergedLoraLinear(torch.autograd.Function):
         g = _as(_flat(grad_out), x2.dtype)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            merged = _merge(ops, ctx.weight, ctx.dequant, lora_b, lora_a, s, x2.dtype)
+            merged = _merge(ops, ctx.weight, ctx.dequant, lora_b, lora_a, s, x2.dtype, again=True)
             grad_x = torch.mm(g, merged).view(ctx.x_shape)
         gs = ops.down(g, lora_b.t(), s)
         grad_a = ops.reduce(gs, x2, dtype=lora_a.dtype) if ctx.needs_input_grad[3] else None
@@ -164,7 +164,13 @@ class MergedLoraLinear(torch.autograd.Function):
         return grad_x, None, None, grad_a, grad_b, None, None, None
 
 
-def _merge(ops, weight, dequant, lora_b, lora_a, scaling, dtype):
-    """W + s B A in the compute dtype; a quantised W is dequantised into the result first."""
-    w = weight if dequant is None else dequant(weight).to(dtype)
-    return ops.merge(w, lora_b, lora_a, scaling)
+def _merge(ops, weight, dequant, lora_b, lora_a, scaling, dtype, again: bool = False):
+    """W + s B A in the compute dtype; a quantised W is dequantised into the result first.
+
+    again=True in backward: recomputed, not the forward's kept alive by a compiled graph.
+    """
+    if dequant is None:
+        w = weight
+    else:  # dequant(weight, again=True) must compute afresh what dequant(weight) gave
+        w = (dequant(weight, again=True) if again else dequant(weight)).to(dtype)
+    return ops.merge(w, lora_b, lora_a, scaling, again=again)

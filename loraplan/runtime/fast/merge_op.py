@@ -15,9 +15,7 @@ def _addmm(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> t
     return torch.addmm(w, b.to(w.dtype), a.to(w.dtype), alpha=alpha)
 
 
-@torch.library.custom_op("loraplan::merge_lowrank", mutates_args=())
-def merge_lowrank(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
-    """w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype)."""
+def _merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
     if w.is_cuda and w.dtype in (torch.bfloat16, torch.float16):  # Triton's fp32 dot would be TF32
         from loraplan.runtime.fast.patch import triton_ops
 
@@ -27,6 +25,29 @@ def merge_lowrank(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: floa
     return _addmm(w, b, a, alpha)
 
 
+@torch.library.custom_op("loraplan::merge_lowrank", mutates_args=())
+def merge_lowrank(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
+    """w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype)."""
+    return _merge(w, b, a, alpha)
+
+
+@torch.library.custom_op("loraplan::merge_lowrank_again", mutates_args=())
+def merge_lowrank_again(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
+    """merge_lowrank under another name, for the backward's recompute.
+
+    A compiled graph deduplicates identical calls: with one name, the backward's W + s B A is the
+    forward's, which the graph then keeps alive from forward to backward, a merged copy of every
+    adapted weight (for a 4-bit base, four times its 4-bit size). The second name makes the
+    backward compute it afresh, as the eager autograd function does.
+    """
+    return _merge(w, b, a, alpha)
+
+
 @merge_lowrank.register_fake
 def _merge_lowrank_fake(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
+    return torch.empty_like(w)
+
+
+@merge_lowrank_again.register_fake
+def _merge_lowrank_again_fake(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.empty_like(w)

@@ -46,10 +46,16 @@ def _ops(layer, x: torch.Tensor):
     return triton_ops() or torch_ops
 
 
-def _dequantize_4bit(weight: torch.Tensor) -> torch.Tensor:
+def _dequantize_4bit(weight: torch.Tensor, again: bool = False) -> torch.Tensor:
+    """The bf16/fp16 weight of a bitsandbytes 4-bit parameter.
+
+    again=True (the backward's recompute) reads the packed bytes through a flat view: the same
+    values, but not the same call, so a compiled graph does not keep the forward's dequantised
+    weight alive until backward (functions._merge).
+    """
     import bitsandbytes.functional as bnbf
 
-    return bnbf.dequantize_4bit(weight, weight.quant_state)
+    return bnbf.dequantize_4bit(weight.view(-1) if again else weight, weight.quant_state)
 
 
 @dataclass

@@ -43,10 +43,11 @@ def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool
     return out
 
 
-def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """On CUDA through `loraplan::merge_lowrank` (Triton where installed); cuBLAS addmm elsewhere."""
-    if w.is_cuda:
-        from loraplan.runtime.fast.merge_op import merge_lowrank
+def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0, again: bool = False) -> torch.Tensor:
+    """Through `loraplan::merge_lowrank` (Triton on CUDA where installed, addmm elsewhere).
 
-        return merge_lowrank(w, b, a, float(alpha))
-    return torch.addmm(w, b.to(w.dtype), a.to(w.dtype), alpha=alpha)
+    again=True: the backward's recompute, under its own operator name (merge_op.py says why).
+    """
+    from loraplan.runtime.fast.merge_op import merge_lowrank, merge_lowrank_again
+
+    return (merge_lowrank_again if again else merge_lowrank)(w, b, a, float(alpha))

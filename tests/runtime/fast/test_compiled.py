@@ -1,28 +1,46 @@
-"""Under torch.compile the fused path's merged weights are saved for backward, as the memory estimate assumes.
+"""Under torch.compile the fused path keeps no merged weight from forward to backward.
 
-The compiled graph computes W + s B A once per fused Linear and keeps it for dL/dx (the backward's
-merge is the forward's, deduplicated). compiler/memory.py counts those copies; this test traces the
-same partitioner inductor uses (min-cut, without code generation) on the CPU and lists what it
-saves, so a torch release that changes it shows up here.
+A compiled graph deduplicates identical calls: if the backward's W + s B A (and, for a 4-bit
+base, its dequantisation) were the same call as the forward's, the graph would keep every
+merged weight alive until backward, an extra copy of each adapted weight (four times a 4-bit
+weight). The backward calls them under another name (merge_op.merge_lowrank_again, a flat view
+of the packed bytes). This traces the partitioner inductor uses (min-cut, no code generation)
+on the CPU and lists what it saves for backward; the gradients must still be eager's.
 """
 
 from __future__ import annotations
 
+import copy
+import tempfile
 from collections import Counter
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from loraplan.runtime.fast import patch_model
 
+CFG = dict(vocab_size=97, hidden_size=48, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+           num_key_value_heads=2)  # weights 48x48, 24x48, 160x48, 48x160: no activation has these shapes
+WEIGHT_SHAPES = {(48, 48), (24, 48), (160, 48), (48, 160)}
+IDS = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
 
-def test_compiled_graph_keeps_one_merged_weight_per_fused_linear_that_needs_dx():
+
+def _base(four_bit: bool):
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=97, hidden_size=48, intermediate_size=160, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2)  # k/v: 24 x 48, no activation has these shapes
-    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, target_modules="all-linear"))
-    patch_model(model)
+    model = LlamaForCausalLM(LlamaConfig(**CFG))
+    if not four_bit:
+        return model
+    from transformers import BitsAndBytesConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        return LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=torch.float32)
+
+
+def _saved_and_grads(model, compiled: bool):
     params = {p.data_ptr() for p in model.parameters()}
     saved: list[tuple[int, ...]] = []
 
@@ -31,13 +49,28 @@ def test_compiled_graph_keeps_one_merged_weight_per_fused_linear_that_needs_dx()
             saved.append(tuple(t.shape))
         return t
 
-    ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
-    compiled = torch.compile(model, backend="aot_eager_decomp_partition")
+    run = torch.compile(model, backend="aot_eager_decomp_partition") if compiled else model
+    model.zero_grad(set_to_none=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = compiled(input_ids=ids, labels=ids).loss
+        loss = run(input_ids=IDS, labels=IDS).loss
     loss.backward()
-    weight_shapes = {(48, 48), (24, 48), (160, 48), (48, 160)}
-    merged = Counter(s for s in saved if s in weight_shapes)
-    # every fused Linear but layer 0's q/k/v, whose input (the frozen embedding) needs no gradient
-    assert merged == Counter({(48, 48): 3, (24, 48): 2, (160, 48): 4, (48, 160): 2})
-    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n}
+    return Counter(s for s in saved if s in WEIGHT_SHAPES), loss.detach(), grads
+
+
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora", "qlora"])
+def test_compiled_graph_saves_no_merged_weight_and_matches_eager(four_bit):
+    model = get_peft_model(_base(four_bit), LoraConfig(r=4, target_modules="all-linear"))
+    torch.manual_seed(2)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)
+    patch_model(model)  # mode "auto": the merged formulation under torch.compile
+    eager = copy.deepcopy(model)
+    saved, loss, grads = _saved_and_grads(model, compiled=True)
+    assert saved == Counter()  # no 48x48, 24x48, 160x48 or 48x160 tensor kept for backward
+    _, want_loss, want_grads = _saved_and_grads(eager, compiled=False)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == want_grads.keys() and len(grads) == 2 * 2 * 7
+    for name, g in want_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)

@@ -103,7 +103,7 @@ def test_merged_with_dequantiser_matches_reference():
     a = torch.randn(3, 8, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
 
-    def dequant(w):
+    def dequant(w, again=False):
         return w.t() * 2
 
     out = MergedLoraLinear.apply(x, packed, None, a, b, 0.5, dequant)

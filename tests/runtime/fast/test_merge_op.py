@@ -1,10 +1,11 @@
-"""loraplan::merge_lowrank: a registered operator that torch.compile keeps whole (CPU: cuBLAS-free addmm)."""
+"""loraplan::merge_lowrank (and its backward twin): operators torch.compile keeps whole (CPU: addmm)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from loraplan.runtime.fast.merge_op import merge_lowrank
+from loraplan.runtime.fast.merge_op import merge_lowrank, merge_lowrank_again
 
 
 def _operands(dtype=torch.float32):
@@ -13,11 +14,12 @@ def _operands(dtype=torch.float32):
     return w, torch.randn(12, 3, generator=gen), torch.randn(3, 20, generator=gen)  # fp32 adapter masters
 
 
-def test_value_and_operator_contract():
+@pytest.mark.parametrize("op", [merge_lowrank, merge_lowrank_again])
+def test_value_and_operator_contract(op):
     w, b, a = _operands()
-    assert torch.allclose(merge_lowrank(w, b, a, 0.5), w + 0.5 * b @ a, atol=1e-6)
-    torch.library.opcheck(merge_lowrank, (w, b, a, 0.5))
-    low = merge_lowrank(w.double(), b, a, 2.0)
+    assert torch.allclose(op(w, b, a, 0.5), w + 0.5 * b @ a, atol=1e-6)
+    torch.library.opcheck(op, (w, b, a, 0.5))
+    low = op(w.double(), b, a, 2.0)
     assert low.dtype == torch.float64 and torch.allclose(low, w.double() + 2.0 * b.double() @ a.double())
 
 
