@@ -18,7 +18,8 @@ reading g once more for g B, this saves bytes on wide outputs and costs some on 
 the copy into X', a K of d + R for the large GEMMs, and a copy to hand on a contiguous dL/dx.
 Measured per group on an H200 (benchmarks/stacked_linear.py, forward + backward, N = 8,192):
 gate/up (outputs 8 d wide) 1,692 us against 1,862 us; q/k/v (1.5 d) 482 against 459; o_proj
-(d) 326 against 291. So it is used where the outputs are at least 4 d wide: gate/up.
+(d) 326 against 291. So `patch_model(stack=True)` uses it where the outputs are at least 4 d
+wide: gate/up. End to end it was within the noise, so it is opt-in.
 
 The frozen weights live in the stack: each base layer's `weight` is a view of its rows, so no
 weight is stored twice, and every parameter name, shape and value stays PEFT's. A weight that
