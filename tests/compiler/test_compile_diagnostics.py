@@ -498,4 +498,3 @@ def test_all_linear_condensing_is_not_reported_when_it_changes_nothing():
     assert len(plan.injections) == 112  # 16 layers x 7: PEFT condenses them, selecting the same set
     assert not [d for d in plan.diagnostics if d.code == "LP509"]
 
-

@@ -145,4 +145,3 @@ def test_unknown_sizes_are_said(arch):
     bare = dataclasses.replace(arch, config_attrs={})
     mem = plan_for(bare).memory
     assert mem.breakdown["activations"] == 0 and "unknown" in " ".join(mem.assumptions)
-

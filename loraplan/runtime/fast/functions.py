@@ -167,10 +167,13 @@ class MergedLoraLinear(torch.autograd.Function):
 def _merge(ops, weight, dequant, lora_b, lora_a, scaling, dtype, again: bool = False):
     """W + s B A in the compute dtype; a quantised W is dequantised into the result first.
 
-    again=True in backward: recomputed, not the forward's kept alive by a compiled graph.
+    again=True in backward: recomputed under other calls (torch_ops.merge's operator and
+    dequant(weight, again=True)), so that a compiled graph does not keep the forward's alive.
     """
     if dequant is None:
         w = weight
-    else:  # dequant(weight, again=True) must compute afresh what dequant(weight) gave
+    else:
         w = (dequant(weight, again=True) if again else dequant(weight)).to(dtype)
-    return ops.merge(w, lora_b, lora_a, scaling, again=again)
+    if again:
+        return torch_ops.merge(w, lora_b, lora_a, scaling, again=True)
+    return ops.merge(w, lora_b, lora_a, scaling)

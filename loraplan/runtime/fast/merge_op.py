@@ -25,29 +25,22 @@ def _merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> t
     return _addmm(w, b, a, alpha)
 
 
-@torch.library.custom_op("loraplan::merge_lowrank", mutates_args=())
-def merge_lowrank(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
-    """w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype)."""
-    return _merge(w, b, a, alpha)
+def _operator(name: str, doc: str):
+    """Register `loraplan::<name>`, computing `_merge`, with the fake that compiled graphs trace."""
+
+    def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
+        return _merge(w, b, a, alpha)
+
+    merge.__doc__ = doc
+    op = torch.library.custom_op(f"loraplan::{name}", merge, mutates_args=())
+    op.register_fake(lambda w, b, a, alpha: torch.empty_like(w))
+    return op
 
 
-@torch.library.custom_op("loraplan::merge_lowrank_again", mutates_args=())
-def merge_lowrank_again(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
-    """merge_lowrank under another name, for the backward's recompute.
-
-    A compiled graph deduplicates identical calls: with one name, the backward's W + s B A is the
-    forward's, which the graph then keeps alive from forward to backward, a merged copy of every
-    adapted weight (for a 4-bit base, four times its 4-bit size). The second name makes the
-    backward compute it afresh, as the eager autograd function does.
-    """
-    return _merge(w, b, a, alpha)
-
-
-@merge_lowrank.register_fake
-def _merge_lowrank_fake(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
-    return torch.empty_like(w)
-
-
-@merge_lowrank_again.register_fake
-def _merge_lowrank_again_fake(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
-    return torch.empty_like(w)
+merge_lowrank = _operator("merge_lowrank", "w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype).")
+# The same under another name, for the backward's recompute. A compiled graph deduplicates
+# identical calls: with one name, the backward's W + s B A is the forward's, which the graph then
+# keeps alive from forward to backward, a merged copy of every adapted weight (for a 4-bit base,
+# four times its 4-bit size). The second name makes the backward compute it afresh, as the eager
+# autograd function does (tests/runtime/fast/test_compiled.py).
+merge_lowrank_again = _operator("merge_lowrank_again", "merge_lowrank, recomputed in backward.")

@@ -138,11 +138,8 @@ def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool
     return out if dtype is None or dtype == out.dtype else out.to(dtype)
 
 
-def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0, again: bool = False) -> torch.Tensor:
-    """w + alpha * b @ a in w's dtype, for w (M x K), b (M x r), a (r x K) of any float dtype.
-
-    `again` is torch_ops.merge's (a name for compiled graphs); these kernels run in eager mode only.
-    """
+def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """w + alpha * b @ a in w's dtype, for w (M x K), b (M x r), a (r x K) of any float dtype."""
     m, k = w.shape
     r = a.shape[0]
     y = torch.empty_like(w)

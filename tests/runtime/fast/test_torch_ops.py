@@ -21,5 +21,7 @@ def test_products_match_their_definitions():
     assert torch.allclose(torch_ops.reduce(gs, x), gs.t() @ x)
     grad_b = torch_ops.reduce(xa, g, s, transpose=True)
     assert grad_b.shape == (12, 4) and torch.allclose(grad_b, s * g.t() @ xa)
+    as_param = torch_ops.reduce(xa, g, s, transpose=True, dtype=torch.float32)  # in the parameter's dtype
+    assert as_param.dtype == torch.float32 and torch.allclose(as_param, grad_b.float())
     merged = torch_ops.merge(w, b, a, s)
     assert merged.dtype == torch.float64 and torch.allclose(merged, w + s * b.double() @ a.double())

@@ -43,6 +43,9 @@ def test_products_match_cublas(n, k, d, r):
     assert got.shape == (d, r) and got.dtype == torch.float32
     assert rel(got, 2.0 * g.float().t() @ wide.float()) < 1e-2
     assert torch.equal(ops.reduce(wide, x), ops.reduce(wide, x))  # fixed summation order
+    assert torch.equal(ops.reduce(wide, x, dtype=BF), ops.reduce(wide, x).to(BF))  # a bf16 parameter's gradient
+    fp32 = torch_ops.reduce(wide, g, 2.0, transpose=True, dtype=torch.float32)  # cuBLAS out_dtype where torch has it
+    assert fp32.dtype == torch.float32 and rel(fp32, got) < 1e-2
     merged = ops.merge(w, b, a, 0.25)
     assert merged.dtype == BF and rel(merged, w.float() + 0.25 * b @ a) < 1e-2
     assert rel(merged, torch_ops.merge(w, b, a, 0.25)) < 1e-2
