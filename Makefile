@@ -29,3 +29,13 @@ test: lint
 
 bench-cli: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
+
+# Axolotl goldens (tests/schema/data/axolotl-goldens) from Axolotl's own code, in an isolated venv
+# that is never part of loraplan's install or CI (tools/axolotl_oracle/README.md).
+AXOLOTL_VENV ?= .venv-axolotl
+.PHONY: axolotl-goldens
+axolotl-goldens:
+	test -x $(AXOLOTL_VENV)/bin/python || $(PYTHON) -m venv $(AXOLOTL_VENV)
+	$(AXOLOTL_VENV)/bin/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(AXOLOTL_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r tools/axolotl_oracle/requirements.txt
+	PYTHONPATH=$(CURDIR) $(AXOLOTL_VENV)/bin/python -m tools.axolotl_oracle.record
