@@ -16,8 +16,8 @@ Where each rule comes from in Axolotl:
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import lax_bool, native_dtype
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import lax_bool, native_dtype
 
 # Axolotl's QLoRA BitsAndBytesConfig defaults (loaders/model.py `_set_quantization_config`).
 QLORA_DEFAULTS = {

@@ -9,8 +9,8 @@ plugins add keys of their own.
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_keys import ADAPTER_KEYS, ADAPTER_PREFIXES, AXOLOTL_KEYS, FOREIGN_NAMES, PLANNED_KEYS
-from loraplan.schema.axolotl_tree import Tree
+from loraplan.schema.axolotl.keys import ADAPTER_KEYS, ADAPTER_PREFIXES, AXOLOTL_KEYS, FOREIGN_NAMES, PLANNED_KEYS
+from loraplan.schema.axolotl.tree import Tree
 
 _READ = ADAPTER_KEYS | PLANNED_KEYS
 _KNOWN = sorted(AXOLOTL_KEYS)

@@ -11,7 +11,7 @@ import pytest
 
 from loraplan.schema.load import load_file
 
-CORPUS = Path(__file__).parent / "data" / "axolotl-examples"
+CORPUS = Path(__file__).parents[1] / "data" / "axolotl-examples"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yml", ".yaml"))
 
 # (code, file, line) of every finding on the corpus; each one was read and checked by hand.

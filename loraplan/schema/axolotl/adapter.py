@@ -12,9 +12,9 @@ Semantics follow Axolotl's own LoraConfig construction (src/axolotl/loaders/adap
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_keys import LOFTQ_KEYS, PEFT_BLOCK_KEYS
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import lax_bool, lax_float, lax_int, lax_int_list
+from loraplan.schema.axolotl.keys import LOFTQ_KEYS, PEFT_BLOCK_KEYS
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import lax_bool, lax_float, lax_int, lax_int_list
 from loraplan.schema.pydantic_errors import suggest
 
 # Axolotl key -> (native lora field, coercion); passed only when the value is set.

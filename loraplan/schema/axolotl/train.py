@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import (
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import (
     DEFAULT_OPTIMIZER,
     LEGACY_ATTN_FLAGS,
     OPTIMIZERS,
