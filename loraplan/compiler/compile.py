@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loraplan.compiler.architecture import Architecture
+from loraplan.compiler.axolotl import expand as expand_axolotl
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
 from loraplan.compiler.memory import estimate_memory
@@ -88,6 +89,7 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
+    config = expand_axolotl(config, arch)
     res = resolve_targets(config.lora, arch)
     modules, params = build_injections(config.lora, res, arch)
     coverage = build_coverage(config.lora, res, arch, modules, params)

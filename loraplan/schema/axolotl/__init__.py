@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from loraplan.schema.axolotl.keys import MARKER_KEYS
 from loraplan.schema.axolotl.adapter import translate_lora
+from loraplan.schema.axolotl.keys import MARKER_KEYS
 from loraplan.schema.axolotl.quant import promote_adapter, translate_dtype, translate_quantization
 from loraplan.schema.axolotl.train import translate_model, translate_training
 from loraplan.schema.axolotl.tree import Tree
@@ -45,6 +45,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
     else:
         adapter, flags = promote_adapter(t, adapter)
         t.put(("adapter",), adapter, ("adapter",), "adapter")
+        t.data.setdefault("axolotl", {})  # load_lora's model-derived settings (compiler/axolotl.py)
         translate_lora(t)
         translate_quantization(t, adapter, dtype, flags)
     translate_training(t)

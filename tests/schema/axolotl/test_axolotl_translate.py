@@ -62,6 +62,7 @@ def test_full_config_native_tree(full):
     native, diags, _ = full
     assert diags == []
     assert native.data == {
+        "axolotl": {},
         "base_model": "meta-llama/Llama-3.2-1B",
         "architecture": "./llama-config",
         "model_class": "LlamaForCausalLM",
@@ -156,7 +157,7 @@ def test_full_config_loads_clean():
     assert result.config.quantization.bnb_4bit_quant_type == "fp4"
 
 
-def test_target_linear_is_all_linear_located_at_the_flag():
+def test_target_linear_is_an_intent_located_at_the_flag():
     native, diags, labels = _translate("""\
         base_model: m
         adapter: lora
@@ -164,25 +165,41 @@ def test_target_linear_is_all_linear_located_at_the_flag():
         lora_alpha: 16
         lora_target_linear: true
         """)
-    assert native.data["lora"]["target_modules"] == "all-linear"
+    # Axolotl's find_all_linear_names needs the model: the compiler adds the names
+    assert native.data["lora"]["target_modules"] == []
+    assert native.data["axolotl"] == {"target_linear": True}
     assert native.keys[("lora", "target_modules")] == Span(5, 1, 5, 19)
-    assert native.values[("lora", "target_modules")] == Span(5, 21, 5, 25)
+    assert native.keys[("axolotl", "target_linear")] == Span(5, 1, 5, 19)
     assert labels[("lora", "target_modules")] == "lora_target_linear"
     assert diags == []
 
 
-def test_target_linear_with_modules_is_the_union_and_says_so():
+def test_target_linear_with_modules_keeps_them_for_the_union():
+    native, diags, labels = _translate("""\
+        base_model: m
+        adapter: lora
+        lora_r: 8
+        lora_alpha: 16
+        lora_target_linear: true
+        lora_target_modules: [q_proj, embed_tokens]
+        """)
+    assert native.data["lora"]["target_modules"] == ["q_proj", "embed_tokens"]
+    assert labels[("lora", "target_modules", 1)] == "lora_target_modules[1]"
+    assert diags == []
+
+
+def test_target_linear_with_a_string_makes_it_a_list_item():
     native, diags, _ = _translate("""\
         base_model: m
         adapter: lora
         lora_r: 8
         lora_alpha: 16
         lora_target_linear: true
-        lora_target_modules: [q_proj]
+        lora_target_modules: '.*_proj'
         """)
-    assert native.data["lora"]["target_modules"] == "all-linear"
-    assert [(d.code, d.severity, d.line) for d in diags] == [("LP402", "info", 6)]
-    assert "every linear layer plus these names" in diags[0].message
+    # load_lora: `[lora_target_modules]` when it is not a list, so PEFT reads it as a name
+    assert native.data["lora"]["target_modules"] == [".*_proj"]
+    assert [(d.code, d.severity, d.line) for d in diags] == [("LP406", "warning", 6)]
 
 
 def test_target_linear_false_keeps_the_modules():

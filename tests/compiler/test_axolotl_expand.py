@@ -1,0 +1,77 @@
+"""compiler/axolotl.py: Axolotl's model-derived LoraConfig settings, on catalog architectures.
+
+The expected counts are Axolotl's own (issue 10, from its `load_lora` on these configs): with
+`lora_target_linear` Axolotl passes PEFT the leaf names of the linear layers, so on
+transformers-v5 Mixtral (router and experts are not nn.Linear) only attention is adapted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loraplan.compiler.architecture import Architecture, ModuleInfo
+from loraplan.compiler.axolotl import linear_names, task_type
+from loraplan.compiler.catalog import load_catalog_architecture, lookup
+from loraplan.compiler.compile import check_loaded
+from loraplan.schema.load import load_file, load_text
+
+CORPUS = Path(__file__).resolve().parents[1] / "schema" / "data" / "axolotl-examples"
+
+
+def _plan(result):
+    plan, diags = check_loaded(result)
+    assert plan is not None, diags
+    return plan, diags
+
+
+@pytest.mark.parametrize(("config", "trainable", "modules"), [
+    ("mistral/mixtral/mixtral.yml", 27_262_976, 128),
+    ("mistral/mixtral/mixtral-8x22b-qlora-fsdp.yml", 69_730_304, 224),
+])
+def test_target_linear_on_fused_moe_adapts_attention_only(config, trainable, modules):
+    plan, diags = _plan(load_file(CORPUS / config))
+    assert plan.totals.trainable_params == trainable
+    assert len(plan.injections) == modules and not plan.parameters
+    assert plan.peft_config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert plan.peft_config["task_type"] == "CAUSAL_LM" and plan.peft_config["bias"] == "none"
+    assert not [d for d in diags if d.severity == "error"]
+
+
+def test_linear_names_are_leaves_without_the_output_embedding():
+    arch = load_catalog_architecture(lookup("mistralai/Mixtral-8x7B-v0.1"))
+    assert linear_names(arch) == ["k_proj", "o_proj", "q_proj", "v_proj"]  # lm_head dropped
+    pythia = load_catalog_architecture(lookup("EleutherAI/pythia-1.4b-deduped"))
+    names = linear_names(pythia)
+    # gpt_neox's output embedding is embed_out (get_linear_embedding_layers), not lm_head
+    assert "embed_out" not in names and "query_key_value" in names and "dense_4h_to_h" in names
+
+
+def test_class_name_containing_linear_counts_even_without_a_weight():
+    mods = [
+        ModuleInfo("model", "M", "container"),
+        ModuleInfo("model.layers.0.attn.q_proj", "Gemma4ClippableLinear", "container", layer=0),
+        ModuleInfo("model.layers.0.attn.q_proj.linear", "Linear", "linear", 4, 4, params=16, layer=0),
+        ModuleInfo("model.rope", "LlamaLinearScalingRotaryEmbedding", "container"),
+        ModuleInfo("lm_head", "Linear", "linear", 4, 9, params=36),
+    ]
+    arch = Architecture("t", "gemma4", "Gemma4ForCausalLM", mods, [])
+    assert linear_names(arch) == ["linear", "q_proj"]
+
+
+@pytest.mark.parametrize(("cls", "task"), [
+    ("LlamaForCausalLM", "CAUSAL_LM"), ("Llama4ForConditionalGeneration", "CAUSAL_LM"),
+    ("Qwen2ForSequenceClassification", "SEQ_CLS"), ("BertForTokenClassification", "TOKEN_CLS"),
+])
+def test_task_type_from_the_class_name(cls, task):
+    assert task_type(cls) == task
+
+
+def test_union_with_listed_modules_and_findings_at_the_flag():
+    text = ("base_model: mistralai/Mixtral-8x7B-v0.1\nadapter: lora\nlora_r: 8\nlora_alpha: 16\n"
+            "lora_target_linear: true\nlora_target_modules: [embed_tokens]\n")
+    plan, _ = _plan(load_text(text, "a.yml", dialect="axolotl"))
+    assert plan.peft_config["target_modules"] == ["embed_tokens", "k_proj", "o_proj", "q_proj", "v_proj"]
+    assert "model.embed_tokens" in {i.module for i in plan.injections}
+    assert plan.config["lora"]["target_modules"] == plan.peft_config["target_modules"]
