@@ -8,18 +8,28 @@ itself, so an Axolotl config only becomes a LoraConfig once the architecture is 
   embedding's name for the model type (`get_linear_embedding_layers`), unioned with
   `lora_target_modules` and passed to PEFT as a list of names;
 - `task_type` from the model class name: SequenceClassification -> SEQ_CLS,
-  TokenClassification -> TOKEN_CLS, else CAUSAL_LM; `bias` is always "none".
+  TokenClassification -> TOKEN_CLS, else CAUSAL_LM; `bias` is always "none";
+- `_patch_peft_param_wrapper_dropout`: when lora_dropout > 0 and PEFT's transformers-v5 MoE
+  conversion turns the targets into fused expert parameters, Axolotl builds PEFT's ParamWrapper
+  with dropout 0 (nn.Identity) instead of letting it refuse; the Linear layers keep the dropout.
+Findings PEFT stays silent on (a target that matches nothing while others match) are true for
+Axolotl too, but Axolotl runs the config: they are warnings worded "Axolotl runs this, but ...".
 Pure data work (no torch), so catalog plans stay torch-free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from loraplan.compiler.architecture import Architecture
+from loraplan.schema.diagnostic import Diagnostic
 
 if TYPE_CHECKING:
+    from loraplan.compiler.plan import Injection
+    from loraplan.compiler.targets import Resolution
     from loraplan.schema.config import Config
+    from loraplan.schema.yaml_source import SourceDoc
 
 # loaders/utils.py get_linear_embedding_layers: model_type -> (input, output) embedding names.
 _EMBEDDINGS = {
@@ -58,5 +68,52 @@ def expand(config: Config, arch: Architecture) -> Config:
     if config.axolotl.target_linear:
         listed = config.lora.target_modules
         listed = listed if isinstance(listed, list) else [] if listed is None else [listed]
-        update["target_modules"] = sorted(set(listed) | set(linear_names(arch)))
+        # the user's entries first (findings point at them), then the linear layers' names
+        update["target_modules"] = list(dict.fromkeys(listed)) + [n for n in linear_names(arch) if n not in listed]
     return config.model_copy(update={"lora": config.lora.model_copy(update=update)})
+
+
+def _dropout_patched(config: Config, res: Resolution) -> bool:
+    """load_lora applies the ParamWrapper patch: dropout set and parameters from PEFT's conversion."""
+    return bool(config.lora.lora_dropout) and not config.lora.target_parameters and bool(res.parameters)
+
+
+def patch_resolution(config: Config, res: Resolution) -> None:
+    """Drop the refusals Axolotl's PEFT patches take away (ParamWrapper's dropout check)."""
+    if config.axolotl is None or not _dropout_patched(config, res):
+        return
+    res.refusals = [r for r in res.refusals if not (r.kind == "param_invalid" and r.option == "lora_dropout")]
+
+
+def patch_parameters(config: Config, res: Resolution, params: list[Injection]) -> list[Injection]:
+    """Parameter adapters under Axolotl's patch run without dropout."""
+    if config.axolotl is None or not _dropout_patched(config, res):
+        return params
+    return [dataclasses.replace(p, dropout=0.0) for p in params]
+
+
+def findings(config: Config, res: Resolution, diagnostics: list[Diagnostic],
+             source: SourceDoc | None) -> list[Diagnostic]:
+    """The compiler's findings as they hold for Axolotl: what its patches change, what it runs anyway."""
+    if config.axolotl is None:
+        return diagnostics
+    stops = any(r.kind in ("no_match", "all_excluded") for r in res.refusals)
+    out = []
+    for d in diagnostics:
+        if d.code == "LP502" and d.severity == "error" and not stops and (res.modules or res.parameters):
+            d = dataclasses.replace(d, severity="warning", message="Axolotl runs this, but " + d.message)
+        elif d.code == "LP502" and d.severity == "error" and stops:
+            d = dataclasses.replace(d, message=d.message + ": Axolotl stops here (PEFT's get_peft_model raises "
+                                    "ValueError when no target matches)")
+        out.append(d)
+    if _dropout_patched(config, res):
+        n = len(res.parameters)
+        diag = Diagnostic(
+            "LP407", "warning",
+            f"lora_dropout {config.lora.lora_dropout} does not reach the {n} fused expert parameter(s) PEFT adapts "
+            "here: PEFT's ParamWrapper refuses dropout, so Axolotl patches it to build them with no dropout "
+            "(nn.Identity, and Axolotl logs a warning); the Linear layers keep the dropout",
+            hint="set lora_dropout: 0 to make every adapter alike, or keep it for the Linear layers")
+        span = source.span(("lora", "lora_dropout"), key=True) if source is not None else None
+        out.append(diag.at(span, source.file) if span is not None and source is not None else diag)
+    return out

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from loraplan.compiler import axolotl
 from loraplan.compiler.architecture import Architecture
-from loraplan.compiler.axolotl import expand as expand_axolotl
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
 from loraplan.compiler.memory import estimate_memory
@@ -89,12 +89,15 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
-    config = expand_axolotl(config, arch)
+    config = axolotl.expand(config, arch)
     res = resolve_targets(config.lora, arch)
+    axolotl.patch_resolution(config, res)
     modules, params = build_injections(config.lora, res, arch)
+    params = axolotl.patch_parameters(config, res, params)
     coverage = build_coverage(config.lora, res, arch, modules, params)
     totals = compute_totals(config, res, arch)
-    diagnostics = diagnose(config, arch, res, modules, params, coverage, source)
+    diagnostics = axolotl.findings(config, res, diagnose(config, arch, res, modules, params, coverage, source),
+                                   source)
     return Plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,

@@ -49,6 +49,8 @@ CODES: dict[str, str] = {
     "LP403": "Axolotl adapter type loraplan does not plan",
     "LP404": "conflicting Axolotl keys",
     "LP405": "unknown Axolotl key that looks misspelt (Axolotl ignores it)",
+    "LP406": "Axolotl reads the key differently from PEFT (a string target made a list item)",
+    "LP407": "Axolotl patches PEFT here (dropout on fused expert parameters)",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

@@ -75,3 +75,35 @@ def test_union_with_listed_modules_and_findings_at_the_flag():
     assert plan.peft_config["target_modules"] == ["embed_tokens", "k_proj", "o_proj", "q_proj", "v_proj"]
     assert "model.embed_tokens" in {i.module for i in plan.injections}
     assert plan.config["lora"]["target_modules"] == plan.peft_config["target_modules"]
+
+
+def test_dropout_on_converted_experts_is_axolotls_patch_not_an_error():
+    plan, diags = _plan(load_file(CORPUS / "trinity/trinity-nano-preview-qlora.yaml"))
+    assert not [d for d in diags if d.severity == "error"]
+    assert plan.parameters and all(p.dropout == 0.0 for p in plan.parameters)  # nn.Identity in ParamWrapper
+    assert all(i.dropout == 0.05 for i in plan.injections)  # the Linear layers keep it
+    note = [d for d in diags if d.code == "LP407"]
+    assert len(note) == 1 and note[0].severity == "warning" and note[0].line == 30  # at lora_dropout
+    assert "Axolotl patches" in note[0].message
+
+
+def test_same_config_native_keeps_peft_refusal():
+    # Without Axolotl's patch PEFT's ParamWrapper refuses the dropout: the native dialect says so.
+    text = ("base_model: mistralai/Mixtral-8x7B-v0.1\nlora:\n  target_modules: [w1, w2, w3]\n"
+            "  lora_dropout: 0.05\n")
+    _, diags = _plan(load_text(text, "n.yml"))
+    assert [d.code for d in diags if d.severity == "error"] == ["LP505"]
+
+
+def test_a_target_matching_nothing_while_others_match_is_a_warning_axolotl_runs():
+    plan, diags = _plan(load_file(CORPUS / "glm47-flash/lora.yaml"))
+    lp502 = sorted((d.line, d.severity) for d in diags if d.code == "LP502")
+    assert lp502 == [(27, "warning"), (28, "warning"), (29, "warning")]  # q_proj, v_proj, k_proj (MLA)
+    assert all(d.message.startswith("Axolotl runs this, but") for d in diags if d.code == "LP502")
+    assert {i.module.rsplit(".", 1)[-1] for i in plan.injections if ".self_attn." in i.module} == {"o_proj"}
+
+
+def test_nothing_matched_stays_an_error_where_axolotl_stops():
+    _, diags = _plan(load_file(CORPUS / "voxtral/voxtral-mini-qlora.yml"))
+    (d,) = [d for d in diags if d.severity == "error"]
+    assert d.code == "LP502" and "Axolotl stops here" in d.message
