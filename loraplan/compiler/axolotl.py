@@ -23,6 +23,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from loraplan.compiler.architecture import Architecture
+from loraplan.compiler.axolotl_tree import axolotl_tree, pinned_transformers
 from loraplan.schema.diagnostic import Diagnostic
 
 if TYPE_CHECKING:
@@ -60,17 +61,37 @@ def task_type(model_class: str) -> str:
     return "CAUSAL_LM"
 
 
-def expand(config: Config, arch: Architecture) -> Config:
-    """The native Config with Axolotl's model-derived LoraConfig settings filled in."""
+def expand(config: Config, arch: Architecture, source: SourceDoc | None = None
+           ) -> tuple[Config, Architecture, list[Diagnostic]]:
+    """The native Config with Axolotl's model-derived settings, on the tree Axolotl's transformers builds."""
     if config.axolotl is None:
-        return config
+        return config, arch, []
+    arch, diffs = axolotl_tree(arch)
+    notes = [_tree_note(config, arch, diffs, source)] if diffs else []
     update: dict = {"task_type": task_type(arch.model_class), "bias": "none"}
     if config.axolotl.target_linear:
         listed = config.lora.target_modules
         listed = listed if isinstance(listed, list) else [] if listed is None else [listed]
         # the user's entries first (findings point at them), then the linear layers' names
         update["target_modules"] = list(dict.fromkeys(listed)) + [n for n in linear_names(arch) if n not in listed]
-    return config.model_copy(update={"lora": config.lora.model_copy(update=update)})
+    return config.model_copy(update={"lora": config.lora.model_copy(update=update)}), arch, notes
+
+
+def _tree_note(config: Config, arch: Architecture, diffs: list[dict], source: SourceDoc | None) -> Diagnostic:
+    said = "; ".join(f"`{d['modules']}` ({len(d.get('indices') or []) or 'every'} layer(s)) is {d['axolotl']} there, "
+                     f"{d['manifest']} in {arch.transformers_version}" for d in diffs)
+    diag = Diagnostic(
+        "LP408", "info",
+        f"module tree: loraplan's catalog builds {arch.model_class} with transformers {arch.transformers_version}; "
+        f"Axolotl {config.axolotl.version} pins transformers {pinned_transformers()}, whose tree differs: {said}. "
+        "This plan uses Axolotl's tree", hint="a plan of the same config in the native dialect shows the "
+        f"transformers {arch.transformers_version} tree")
+    return _at(diag, source, ("base_model",))
+
+
+def _at(diag: Diagnostic, source: SourceDoc | None, path: tuple) -> Diagnostic:
+    span = source.span(path, key=True) if source is not None else None
+    return diag.at(span, source.file) if span is not None and source is not None else diag
 
 
 def _dropout_patched(config: Config, res: Resolution) -> bool:
@@ -114,6 +135,5 @@ def findings(config: Config, res: Resolution, diagnostics: list[Diagnostic],
             "here: PEFT's ParamWrapper refuses dropout, so Axolotl patches it to build them with no dropout "
             "(nn.Identity, and Axolotl logs a warning); the Linear layers keep the dropout",
             hint="set lora_dropout: 0 to make every adapter alike, or keep it for the Linear layers")
-        span = source.span(("lora", "lora_dropout"), key=True) if source is not None else None
-        out.append(diag.at(span, source.file) if span is not None and source is not None else diag)
+        out.append(_at(diag, source, ("lora", "lora_dropout")))
     return out

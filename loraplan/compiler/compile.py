@@ -89,15 +89,15 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
-    config = axolotl.expand(config, arch)
+    config, arch, notes = axolotl.expand(config, arch, source)
     res = resolve_targets(config.lora, arch)
     axolotl.patch_resolution(config, res)
     modules, params = build_injections(config.lora, res, arch)
     params = axolotl.patch_parameters(config, res, params)
     coverage = build_coverage(config.lora, res, arch, modules, params)
     totals = compute_totals(config, res, arch)
-    diagnostics = axolotl.findings(config, res, diagnose(config, arch, res, modules, params, coverage, source),
-                                   source)
+    diagnostics = notes + axolotl.findings(
+        config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
     return Plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,

@@ -51,6 +51,7 @@ CODES: dict[str, str] = {
     "LP405": "unknown Axolotl key that looks misspelt (Axolotl ignores it)",
     "LP406": "Axolotl reads the key differently from PEFT (a string target made a list item)",
     "LP407": "Axolotl patches PEFT here (dropout on fused expert parameters)",
+    "LP408": "Axolotl's pinned transformers builds a different module tree than loraplan's catalog",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

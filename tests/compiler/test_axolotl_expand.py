@@ -107,3 +107,16 @@ def test_nothing_matched_stays_an_error_where_axolotl_stops():
     _, diags = _plan(load_file(CORPUS / "voxtral/voxtral-mini-qlora.yml"))
     (d,) = [d for d in diags if d.severity == "error"]
     assert d.code == "LP502" and "Axolotl stops here" in d.message
+
+
+def test_jamba_router_is_linear_under_axolotls_transformers():
+    # transformers 5.16.1 (Axolotl's pin) builds feed_forward.router as nn.Linear; 5.23.0 does not
+    plan, diags = _plan(load_file(CORPUS / "jamba/qlora.yaml"))
+    assert (len(plan.injections), plan.totals.trainable_params) == (192, 19_588_096)
+    assert "router" in plan.peft_config["target_modules"]
+    (note,) = [d for d in diags if d.code == "LP408"]
+    assert "5.16.1" in note.message and "5.23.0" in note.message and note.line == 1
+    native = load_text("base_model: ai21labs/Jamba-v0.1\nlora:\n  target_modules: all-linear\n", "n.yml")
+    plan, diags = _plan(native)
+    assert not any(i.module.endswith(".router") for i in plan.injections)  # the catalog's own tree
+    assert not [d for d in diags if d.code == "LP408"]
