@@ -52,6 +52,8 @@ CODES: dict[str, str] = {
     "LP406": "Axolotl reads the key differently from PEFT (a string target made a list item)",
     "LP407": "Axolotl patches PEFT here (dropout on fused expert parameters)",
     "LP408": "Axolotl's pinned transformers builds a different module tree than loraplan's catalog",
+    "LP409": "Axolotl refuses this config (its validation stops)",
+    "LP410": "key Axolotl's schema drops (Axolotl ignores it)",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

@@ -9,6 +9,7 @@ misspelt adapter keys are flagged. The mapping is documented in docs/axolotl.md.
 The package follows Axolotl's own load path, one module per stage:
 - keys.py, unknown.py, values.py: the keys Axolotl's schema (utils/schemas/) keeps, and its lax
   pydantic coercion of their values;
+- refusals.py: where Axolotl's validation stops, and the keys its schema drops;
 - train.py, quant.py: what Axolotl's model loader (loaders/model.py) does with the model,
   dtype and quantisation keys;
 - adapter.py: what `load_lora` (loaders/adapter.py) builds as PEFT's LoraConfig;
@@ -23,6 +24,7 @@ from dataclasses import replace
 from loraplan.schema.axolotl.adapter import translate_lora
 from loraplan.schema.axolotl.keys import MARKER_KEYS
 from loraplan.schema.axolotl.quant import promote_adapter, translate_dtype, translate_quantization
+from loraplan.schema.axolotl.refusals import check_refusals
 from loraplan.schema.axolotl.train import translate_model, translate_training
 from loraplan.schema.axolotl.tree import Tree
 from loraplan.schema.axolotl.unknown import check_unknown_keys
@@ -37,6 +39,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
     """Axolotl SourceDoc -> (native SourceDoc with the original spans, findings, labels)."""
     t = Tree(doc)
     check_unknown_keys(t)
+    check_refusals(t)
     translate_model(t)
     adapter = _adapter(t)
     dtype = translate_dtype(t)

@@ -6,9 +6,11 @@ Semantics follow Axolotl's own LoraConfig construction (src/axolotl/loaders/adap
   embedding) to `lora_target_modules` (a union): an intent the compiler expands against the
   architecture (`axolotl.target_linear`); without any target Axolotl passes `target_modules=[]`;
 - `lora_modules_to_save`, `peft_use_dora`, `peft_use_rslora`, `peft_init_lora_weights` and the
-  rank/alpha patterns are passed only when truthy;
-- `peft.loftq_config.loftq_bits` sets LoftQ init (`init_lora_weights: loftq`), which a truthy
-  `peft_init_lora_weights` then overrides.
+  rank/alpha patterns are passed only when truthy; `lora_exclude_modules` is read there too, but
+  0.19.0's schema drops the key first, so it never reaches PEFT (refusals.py says so);
+- `peft.loftq_config.loftq_bits` sets LoftQ init (`init_lora_weights: loftq`) with PEFT's
+  `LoftQConfig(loftq_bits=N)`, whose loftq_iter defaults to 1; a truthy
+  `peft_init_lora_weights` then overrides the init.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ _TRUTHY = {
     "peft_use_rslora": ("use_rslora", lax_bool),
     "lora_rank_pattern": ("rank_pattern", None),
     "lora_alpha_pattern": ("alpha_pattern", None),
-    "lora_exclude_modules": ("exclude_modules", None),
     "lora_modules_to_save": ("modules_to_save", None),
 }
 # Adapter keys that change what is trained but have no native counterpart.
@@ -114,7 +115,8 @@ def _peft_block(t: Tree) -> None:
     bits = lax_int(4 if loftq.get("loftq_bits") is None else loftq["loftq_bits"])
     if bits:
         src = ("peft", "loftq_config")
-        t.put(("lora", "loftq_config"), {"loftq_bits": bits}, src, "peft.loftq_config")
+        # LoftQConfig(loftq_bits=bits): PEFT's dataclass fills loftq_iter=1, and PEFT's LoftQ init reads both
+        t.put(("lora", "loftq_config"), {"loftq_bits": bits, "loftq_iter": 1}, src, "peft.loftq_config")
         t.put(("lora", "init_lora_weights"), "loftq", src, "peft.loftq_config")
 
 

@@ -74,16 +74,14 @@ def promote_adapter(t: Tree, adapter: str) -> tuple[str, dict[str, bool]]:
 
 
 def _shorthands(t: Tree) -> list[tuple[tuple, dict]]:
-    found = []
-    peft = t.raw("peft")
-    if isinstance(peft, dict) and peft.get("weight_dtype") and peft.get("backend"):
-        found.append((("peft", "backend"), {"backend": peft["backend"], "weight_dtype": peft["weight_dtype"]}))
+    """None in Axolotl 0.19.0: its PeftConfig drops peft.backend/weight_dtype (refusals.py says so), and its
+    model_quantization_config is only the name Mxfp4Config or FineGrainedFP8Config (a mapping is refused)."""
     mqc = t.raw("model_quantization_config")
-    if isinstance(mqc, dict) and isinstance(mqc.get("bnb"), dict):
-        found.append((("model_quantization_config", "bnb"), {"backend": "bnb", **mqc["bnb"]}))
-    elif isinstance(mqc, dict) and isinstance(mqc.get("torchao"), dict):
-        found.append((("model_quantization_config", "torchao"), {"backend": "torchao"}))
-    return found
+    if mqc is not None and mqc not in ("Mxfp4Config", "FineGrainedFP8Config"):
+        t.report("LP409", "error", "Axolotl 0.19.0 refuses this config: model_quantization_config must be "
+                 "'Mxfp4Config' or 'FineGrainedFP8Config'", ("model_quantization_config",), on_value=True,
+                 hint="for bitsandbytes write `load_in_4bit: true` with `adapter: qlora` (or load_in_8bit)")
+    return []
 
 
 def translate_quantization(t: Tree, adapter: str, dtype: str, flags: dict[str, bool]) -> None:
@@ -160,8 +158,6 @@ def _base_quantization(t: Tree, dtype: str) -> None:
         if isinstance(kwargs, dict) and lax_bool(kwargs.get("dequantize")) is True:
             return  # the weights are dequantised to the model dtype on load
         what = mqc
-    elif isinstance(mqc, dict) and any(isinstance(mqc.get(k), dict) for k in ("mxfp4", "fp8")):
-        what = "mxfp4" if isinstance(mqc.get("mxfp4"), dict) else "fp8"
     else:
         return
     t.report("LP402", "info", f"model_quantization_config {what}: the base stays quantised; loraplan plans the "
