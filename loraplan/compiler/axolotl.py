@@ -68,6 +68,15 @@ def expand(config: Config, arch: Architecture, source: SourceDoc | None = None
         return config, arch, []
     arch, diffs = axolotl_tree(arch)
     notes = [_tree_note(config, arch, diffs, source)] if diffs else []
+    remote = _remote_class(arch) if config.axolotl.trust_remote_code else None
+    if remote:
+        notes.append(_at(Diagnostic(
+            "LP411", "warning",
+            f"trust_remote_code: true and this model's config.json has an auto_map, so Axolotl (through transformers) "
+            f"builds the repository's own code ({remote}), not transformers' {arch.model_class} that this plan is "
+            "made from: module names, and so the targets, may differ",
+            hint="plan against the repository's own modules (a live model, `--arch`), or drop trust_remote_code to "
+            "train transformers' built-in class"), source, ("axolotl", "trust_remote_code")))
     update: dict = {"task_type": task_type(arch.model_class), "bias": "none"}
     if config.axolotl.target_linear:
         listed = config.lora.target_modules
@@ -75,6 +84,21 @@ def expand(config: Config, arch: Architecture, source: SourceDoc | None = None
         # the user's entries first (findings point at them), then the linear layers' names
         update["target_modules"] = list(dict.fromkeys(listed)) + [n for n in linear_names(arch) if n not in listed]
     return config.model_copy(update={"lora": config.lora.model_copy(update=update)}), arch, notes
+
+
+def _remote_class(arch: Architecture) -> str | None:
+    """The auto_map class a catalog config names for causal LMs (None: no remote code to run)."""
+    if arch.source != "catalog":
+        return None
+    import json
+
+    from loraplan.compiler.catalog import lookup
+
+    entry = lookup(arch.name)
+    if entry is None:
+        return None
+    auto_map = json.loads(entry.hf_config_path.read_text(encoding="utf-8")).get("auto_map") or {}
+    return auto_map.get("AutoModelForCausalLM") or next(iter(auto_map.values()), None)
 
 
 def _tree_note(config: Config, arch: Architecture, diffs: list[dict], source: SourceDoc | None) -> Diagnostic:

@@ -54,6 +54,7 @@ CODES: dict[str, str] = {
     "LP408": "Axolotl's pinned transformers builds a different module tree than loraplan's catalog",
     "LP409": "Axolotl refuses this config (its validation stops)",
     "LP410": "key Axolotl's schema drops (Axolotl ignores it)",
+    "LP411": "Axolotl runs the model repository's own code (trust_remote_code): the plan's tree may differ",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

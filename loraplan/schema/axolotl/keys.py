@@ -162,6 +162,7 @@ DROPPED_KEYS: dict[str, str] = {
     "relora_steps": "it does not set ReLoRA's restart interval (0.19.0 reads jagged_restart_steps)",
     "relora_warmup_steps": "it has no effect (0.19.0 reads jagged_restart_warmup_steps)",
     "relora_anneal_steps": "it has no effect (0.19.0 reads jagged_restart_anneal_steps)",
+    "adam_eps": "it does not set Adam's epsilon (0.19.0 reads adam_epsilon)",
 }
 
 # Keys whose use Axolotl 0.19.0 refuses (schemas/deprecated.py, validation.py): key -> (refused when

@@ -36,6 +36,8 @@ def translate_model(t: Tree) -> None:
         and lax_bool(t.raw("gptq")) is not True
     ):
         t.put(("model_class",), model_type, (key,), key)
+    if lax_bool(t.raw("trust_remote_code")) is True:  # the compiler checks the config's auto_map
+        t.put(("axolotl", "trust_remote_code"), True, ("trust_remote_code",), "trust_remote_code")
     linearized = lax_bool(t.raw("llama4_linearized_experts"))
     if linearized is True:  # Axolotl patches Llama4TextExperts into nn.Linear
         t.put(("architecture_variant",), "axolotl-llama4-linearized-experts", ("llama4_linearized_experts",),

@@ -39,6 +39,7 @@ EXPECTED = {
     ('LP405', 'falcon-h1/falcon-h1-1b-qlora-cp.yaml', 42),
     ('LP409', 'archived/stablelm-2/1.6b/lora.yml', 52),
     ('LP410', 'llama-2/gptq-lora.yml', 9),
+    ('LP410', 'llama-2/gptq-lora.yml', 43),
 }
 
 
