@@ -86,6 +86,18 @@ def expand(config: Config, arch: Architecture, source: SourceDoc | None = None
     return config.model_copy(update={"lora": config.lora.model_copy(update=update)}), arch, notes
 
 
+def moe_expert_parameters(config: Config, arch: Architecture, quantized: set[str]) -> set[str]:
+    """Axolotl's `quantize_moe_experts` (monkeypatch/moe_quant.py): on load, every parameter of 3 or more
+    dimensions whose name contains "expert", outside a bitsandbytes Linear, is quantised by bitsandbytes
+    (4-bit nf4 with double quantisation, or row-wise int8 with load_in_8bit)."""
+    if config.axolotl is None or not config.axolotl.quantize_moe_experts:
+        return set()
+    if not (config.load_in_4bit or config.load_in_8bit):
+        return set()
+    return {p.name for p in arch.parameters
+            if len(p.shape) >= 3 and "expert" in p.name.lower() and p.module not in quantized}
+
+
 def _remote_class(arch: Architecture) -> str | None:
     """The auto_map class a catalog config names for causal LMs (None: no remote code to run)."""
     if arch.source != "catalog":

@@ -191,6 +191,9 @@ class AxolotlSection(_Strict):
         description="lora_target_linear: add the leaf name of every linear layer except the output embedding "
         "(Axolotl's find_all_linear_names) to target_modules.",
     )
+    quantize_moe_experts: bool = Field(
+        False, description="Axolotl quantises the fused MoE expert parameters on load, like the Linear weights."
+    )
     trust_remote_code: bool = Field(
         False, description="Axolotl loads the model repository's own code when its config.json has an auto_map."
     )

@@ -120,3 +120,24 @@ def test_jamba_router_is_linear_under_axolotls_transformers():
     plan, diags = _plan(native)
     assert not any(i.module.endswith(".router") for i in plan.injections)  # the catalog's own tree
     assert not [d for d in diags if d.code == "LP408"]
+
+
+def test_quantize_moe_experts_quantises_the_fused_experts_in_the_estimate():
+    from loraplan.compiler.compile import compile_plan
+
+    result = load_file(CORPUS / "qwen3.5/35b-a3b-moe-qlora.yaml")
+    assert result.config.axolotl.quantize_moe_experts
+    arch = load_catalog_architecture(lookup("Qwen/Qwen3.5-35B-A3B"))
+    with_q = compile_plan(result.config, arch, source=result.source).memory
+    off = result.config.model_copy(update={"axolotl": result.config.axolotl.model_copy(
+        update={"quantize_moe_experts": False})})
+    without = compile_plan(off, arch, source=result.source).memory
+    experts = [p for p in arch.parameters if len(p.shape) == 3 and "expert" in p.name]
+    assert len(experts) == 80
+    saved = 0.0
+    for p in experts:  # bf16 -> nf4 (0.5 byte) + 8-bit absmax per 64 + fp32 per 256 blocks
+        blocks = -(-p.numel // 64)
+        saved += 2 * p.numel - (p.numel / 2 + blocks + 4 * -(-blocks // 256))
+    assert abs((without.weights_bytes - with_q.weights_bytes) - saved) <= 1
+    assert with_q.weights_bytes < 20 * 2**30 < 60 * 2**30 < without.weights_bytes  # issue 10: ~63 GiB before
+    assert any("quantize_moe_experts" in a for a in with_q.assumptions)

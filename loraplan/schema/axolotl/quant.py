@@ -112,9 +112,11 @@ def translate_quantization(t: Tree, adapter: str, dtype: str, flags: dict[str, b
 
 
 def _moe_experts(t: Tree, quantized: bool) -> None:
-    """schemas/config.py `check_quantize_moe_experts` refuses these two combinations."""
+    """schemas/config.py `check_quantize_moe_experts` refuses these two combinations; otherwise the
+    memory estimate quantises the fused experts as Axolotl does (compiler/axolotl.py)."""
     if lax_bool(t.raw("quantize_moe_experts")) is not True:
         return
+    t.put(("axolotl", "quantize_moe_experts"), True, ("quantize_moe_experts",), "quantize_moe_experts")
     if lax_bool(t.raw("lora_target_linear")) is True:
         t.report("LP404", "error", "quantize_moe_experts cannot be combined with lora_target_linear (Axolotl "
                  "refuses it)", ("quantize_moe_experts",),
