@@ -36,6 +36,8 @@ NOT_LORAPLANS = {
     "archived/xgen-7b/xgen-7b-8k-qlora.yml": "`early_stopping_patience` requires save_steps and eval_steps",
     "ebft/llama-3b-ebft-strided-fft.yaml": "EBFT strided mode: `torch_compile: true` with `gradient_checkpointing",
     "expert_parallel/qwen3_30ba3b_ep_lora_4gpu.yaml": "warmup_steps\n  Input should be a valid integer",
+    # FSDP settings: the fsdp/fsdp_config keys are the "distributed" work's (issue 10 leaves them there)
+    "llama-4/scout-vision-qlora-fsdp2-flex.yaml": "FSDP2 does not support `cpu_ram_efficient_loading`",
     # the oracle's environment: mistral-common and scipy are not installed there (Axolotl itself needs them)
     "devstral/devstral-small-qlora.yml": "mistral-common is required for mistral models",
     "llama-2/loftq.yml": "The required package 'scipy' is not installed",
