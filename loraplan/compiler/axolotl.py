@@ -9,6 +9,8 @@ itself, so an Axolotl config only becomes a LoraConfig once the architecture is 
   `lora_target_modules` and passed to PEFT as a list of names;
 - `task_type` from the model class name: SequenceClassification -> SEQ_CLS,
   TokenClassification -> TOKEN_CLS, else CAUSAL_LM; `bias` is always "none";
+- `_patch_peft_clippable_linear`: LoRA on a Gemma-4 `Gemma4ClippableLinear` goes to its inner
+  `.linear` (PEFT alone refuses the wrapper);
 - `_patch_peft_param_wrapper_dropout`: when lora_dropout > 0 and PEFT's transformers-v5 MoE
   conversion turns the targets into fused expert parameters, Axolotl builds PEFT's ParamWrapper
   with dropout 0 (nn.Identity) instead of letting it refuse; the Linear layers keep the dropout.
@@ -40,6 +42,7 @@ _EMBEDDINGS = {
     "bailing_hybrid": ("word_embeddings", "lm_head"),
 }
 _NOT_LINEAR = ("LlamaLinearScalingRotaryEmbedding",)
+CLIPPABLE = "Gemma4ClippableLinear"  # loaders/adapter.py _patch_peft_clippable_linear
 
 
 def linear_names(arch: Architecture) -> list[str]:
@@ -135,11 +138,47 @@ def _dropout_patched(config: Config, res: Resolution) -> bool:
     return bool(config.lora.lora_dropout) and not config.lora.target_parameters and bool(res.parameters)
 
 
-def patch_resolution(config: Config, res: Resolution) -> None:
-    """Drop the refusals Axolotl's PEFT patches take away (ParamWrapper's dropout check)."""
-    if config.axolotl is None or not _dropout_patched(config, res):
-        return
-    res.refusals = [r for r in res.refusals if not (r.kind == "param_invalid" and r.option == "lora_dropout")]
+def patch_resolution(config: Config, res: Resolution, arch: Architecture,
+                     source: SourceDoc | None = None) -> list[Diagnostic]:
+    """Replay Axolotl's PEFT patches on PEFT's resolution: its ClippableLinear redirect, its dropout patch."""
+    if config.axolotl is None:
+        return []
+    notes = []
+    redirected = _clippable_redirect(res, arch)
+    if redirected:
+        notes.append(_at(Diagnostic(
+            "LP407", "info",
+            f"Axolotl patches PEFT so that LoRA on the {len(redirected)} {CLIPPABLE} module(s) the targets match "
+            f"(`{redirected[0]}`, ...) wraps their inner `.linear` (PEFT alone refuses the wrapper)"),
+            source, ("lora", "target_modules")))
+    if _dropout_patched(config, res):
+        res.refusals = [r for r in res.refusals if not (r.kind == "param_invalid" and r.option == "lora_dropout")]
+    return notes
+
+
+def _clippable_redirect(res: Resolution, arch: Architecture) -> list[str]:
+    """`_patch_peft_clippable_linear`: a matched Gemma4ClippableLinear is adapted through its inner
+    `.linear` (PEFT's own check would refuse the wrapper), with the rank and alpha of the wrapper's name."""
+    from loraplan.compiler import matching as mt
+    from loraplan.compiler.targets import ModuleTarget
+
+    clip = [n for n in res.unwrappable if (m := arch.module(n)) is not None and m.cls == CLIPPABLE]
+    if not clip:
+        return []
+    res.unwrappable = [n for n in res.unwrappable if n not in clip]
+    for r in res.refusals:
+        if r.kind == "type":
+            r.names = [n for n in r.names if n not in clip]
+    res.refusals = [r for r in res.refusals if r.kind != "type" or r.names]
+    targeted = {t.name for t in res.modules}
+    for name in clip:
+        inner = arch.module(f"{name}.linear")
+        if inner is not None and inner.name not in targeted:
+            r, alpha, rk, ak = mt.rank_and_alpha(res.spec, name)
+            res.modules.append(ModuleTarget(inner.name, inner, r, alpha, rk, ak))
+    order = {m.name: i for i, m in enumerate(arch.modules)}
+    res.modules.sort(key=lambda t: order.get(t.name, len(order)))
+    return clip
 
 
 def patch_parameters(config: Config, res: Resolution, params: list[Injection]) -> list[Injection]:

@@ -91,7 +91,7 @@ def compile_plan(
     arch = _architecture(config, architecture, source, arch_override)
     config, arch, notes = axolotl.expand(config, arch, source)
     res = resolve_targets(config.lora, arch)
-    axolotl.patch_resolution(config, res)
+    notes += axolotl.patch_resolution(config, res, arch, source)
     modules, params = build_injections(config.lora, res, arch)
     params = axolotl.patch_parameters(config, res, params)
     coverage = build_coverage(config.lora, res, arch, modules, params)

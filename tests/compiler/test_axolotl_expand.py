@@ -141,3 +141,18 @@ def test_quantize_moe_experts_quantises_the_fused_experts_in_the_estimate():
     assert abs((without.weights_bytes - with_q.weights_bytes) - saved) <= 1
     assert with_q.weights_bytes < 20 * 2**30 < 60 * 2**30 < without.weights_bytes  # issue 10: ~63 GiB before
     assert any("quantize_moe_experts" in a for a in with_q.assumptions)
+
+
+def test_gemma4_clippable_linear_is_adapted_through_its_inner_linear():
+    text = ("base_model: google/gemma-4-E2B-it\nadapter: lora\nlora_r: 8\nlora_alpha: 16\n"
+            "lora_target_modules: [q_proj]\n")
+    plan, diags = _plan(load_text(text, "a.yml", dialect="axolotl"))
+    assert not [d for d in diags if d.severity == "error"]
+    names = {i.module for i in plan.injections}
+    assert "model.vision_tower.encoder.layers.0.self_attn.q_proj.linear" in names
+    assert "model.vision_tower.encoder.layers.0.self_attn.q_proj" not in names
+    assert [d.code for d in diags if "inner `.linear`" in d.message] == ["LP407"]
+    # PEFT alone (the native dialect) refuses the wrapper
+    native = "base_model: google/gemma-4-E2B-it\nlora:\n  target_modules: [q_proj]\n"
+    _, diags = _plan(load_text(native, "n.yml"))
+    assert [d.code for d in diags if d.severity == "error"] == ["LP505"]
