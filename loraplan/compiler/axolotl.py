@@ -43,6 +43,7 @@ _EMBEDDINGS = {
 }
 _NOT_LINEAR = ("LlamaLinearScalingRotaryEmbedding",)
 CLIPPABLE = "Gemma4ClippableLinear"  # loaders/adapter.py _patch_peft_clippable_linear
+PEFT_AXOLOTL, PEFT_LORAPLAN = "0.20.0", "0.21.2"  # Axolotl 0.19.0's pin; constraints/ci.txt
 
 
 def linear_names(arch: Architecture) -> list[str]:
@@ -99,6 +100,28 @@ def moe_expert_parameters(config: Config, arch: Architecture, quantized: set[str
         return set()
     return {p.name for p in arch.parameters
             if len(p.shape) >= 3 and "expert" in p.name.lower() and p.module not in quantized}
+
+
+def _peft_version_notes(config: Config, res: Resolution, source: SourceDoc | None) -> list[Diagnostic]:
+    """Where Axolotl's pinned PEFT 0.20.0 would select differently from the PEFT 0.21.2 this plan replays.
+
+    The one difference in what is adapted: with layers_pattern, 0.21 reads the layer index of a module
+    whose name starts with the pattern (`layers.3.mlp`); 0.20 needs a dot before it, finds no index,
+    and so layers_to_transform drops that module.
+    """
+    pattern = config.lora.layers_pattern
+    if config.lora.layers_to_transform is None or not pattern:
+        return []
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    lost = [t.name for t in res.modules if any(t.name.startswith(f"{p}.") for p in patterns)]
+    if not lost:
+        return []
+    return [_at(Diagnostic(
+        "LP412", "warning",
+        f"PEFT versions differ here: this plan shows PEFT {PEFT_LORAPLAN} (loraplan's), which reads the layer index "
+        f"of {len(lost)} module(s) whose name starts with the layers_pattern (`{lost[0]}`, ...); Axolotl "
+        f"{config.axolotl.version if config.axolotl else ''} pins PEFT {PEFT_AXOLOTL}, which finds no index there, "
+        "so under Axolotl layers_to_transform drops them"), source, ("lora", "layers_pattern"))]
 
 
 def _remote_class(arch: Architecture) -> str | None:
@@ -202,6 +225,7 @@ def findings(config: Config, res: Resolution, diagnostics: list[Diagnostic],
             d = dataclasses.replace(d, message=d.message + ": Axolotl stops here (PEFT's get_peft_model raises "
                                     "ValueError when no target matches)")
         out.append(d)
+    out.extend(_peft_version_notes(config, res, source))
     if _dropout_patched(config, res):
         n = len(res.parameters)
         diag = Diagnostic(

@@ -55,6 +55,7 @@ CODES: dict[str, str] = {
     "LP409": "Axolotl refuses this config (its validation stops)",
     "LP410": "key Axolotl's schema drops (Axolotl ignores it)",
     "LP411": "Axolotl runs the model repository's own code (trust_remote_code): the plan's tree may differ",
+    "LP412": "Axolotl's pinned PEFT would select differently from the PEFT version the plan replays",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

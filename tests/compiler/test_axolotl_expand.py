@@ -156,3 +156,20 @@ def test_gemma4_clippable_linear_is_adapted_through_its_inner_linear():
     native = "base_model: google/gemma-4-E2B-it\nlora:\n  target_modules: [q_proj]\n"
     _, diags = _plan(load_text(native, "n.yml"))
     assert [d.code for d in diags if d.severity == "error"] == ["LP505"]
+
+
+def test_peft_version_difference_on_layer_index_is_said():
+    from loraplan.compiler.compile import compile_plan
+
+    # a tree whose block list is top-level (`layers.0.q`): PEFT 0.21 reads index 0, PEFT 0.20 none
+    mods = [ModuleInfo("layers", "ModuleList", "container"), ModuleInfo("layers.0", "Block", "container"),
+            ModuleInfo("layers.0.q", "Linear", "linear", 4, 4, params=16, layer=None)]
+    from loraplan.compiler.architecture import ParamInfo
+    arch = Architecture("t", "llama", "M", mods, [ParamInfo("layers.0.q.weight", "layers.0.q", (4, 4))])
+    text = ("base_model: t\nadapter: lora\nlora_r: 2\nlora_alpha: 4\nlora_target_modules: [q]\n"
+            "peft_layers_to_transform: [0]\npeft_layers_pattern: [layers]\n")
+    result = load_text(text, "a.yml", dialect="axolotl")
+    plan = compile_plan(result.config, arch, source=result.source)
+    assert [i.module for i in plan.injections] == ["layers.0.q"]  # PEFT 0.21.2's choice
+    (d,) = [d for d in plan.diagnostics if d.code == "LP412"]
+    assert "0.20.0" in d.message and "0.21.2" in d.message and d.line == 7
