@@ -173,3 +173,16 @@ def test_peft_version_difference_on_layer_index_is_said():
     assert [i.module for i in plan.injections] == ["layers.0.q"]  # PEFT 0.21.2's choice
     (d,) = [d for d in plan.diagnostics if d.code == "LP412"]
     assert "0.20.0" in d.message and "0.21.2" in d.message and d.line == 7
+
+
+def test_auto_sequence_classification_loader_gives_seq_cls():
+    # model_type: AutoModelForSequenceClassification -> Axolotl loads LlamaForSequenceClassification
+    from loraplan.compiler.compile import compile_plan
+
+    text = ("base_model: meta-llama/Llama-3.2-1B\nmodel_type: AutoModelForSequenceClassification\nadapter: lora\n"
+            "lora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n")
+    result = load_text(text, "a.yml", dialect="axolotl")
+    assert result.config.model_class == "AutoModelForSequenceClassification"
+    plan = compile_plan(result.config, source=result.source)
+    assert plan.model_class == "LlamaForSequenceClassification"
+    assert plan.peft_config["task_type"] == "SEQ_CLS" and plan.modules_to_save == ["score"]
