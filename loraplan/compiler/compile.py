@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from loraplan.compiler import axolotl
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
@@ -88,11 +89,15 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
+    config, arch, notes = axolotl.expand(config, arch, source)
     res = resolve_targets(config.lora, arch)
+    notes += axolotl.patch_resolution(config, res, arch, source)
     modules, params = build_injections(config.lora, res, arch)
+    params = axolotl.patch_parameters(config, res, params)
     coverage = build_coverage(config.lora, res, arch, modules, params)
     totals = compute_totals(config, res, arch)
-    diagnostics = diagnose(config, arch, res, modules, params, coverage, source)
+    diagnostics = notes + axolotl.findings(
+        config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
     return Plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from loraplan.compiler.architecture import Architecture
+from loraplan.compiler.axolotl import moe_expert_parameters
 from loraplan.compiler.counting import quantized_modules
 from loraplan.compiler.plan import Injection, MemoryEstimate, Totals
 
@@ -57,10 +58,15 @@ def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, in
     four = bool(q and q.load_in_4bit)
     eight = bool(q and q.load_in_8bit)
     quant = quantized_modules(arch, q.llm_int8_skip_modules) if (four or eight) else set()
+    experts = moe_expert_parameters(config, arch, quant)  # Axolotl's quantize_moe_experts
     total, largest = 0.0, 0
     for p in arch.parameters:
         n = p.numel
-        if p.module in quant and p.name == f"{p.module}.weight":
+        if p.name in experts:  # bitsandbytes parametrization: nf4 with double quantisation, or row-wise int8
+            largest = max(largest, n)
+            blocks = -(-n // NF4_BLOCK)
+            total += (n / 2 + blocks + 4 * -(-blocks // DOUBLE_QUANT_BLOCK)) if four else n + 4 * (n // p.shape[-1])
+        elif p.module in quant and p.name == f"{p.module}.weight":
             largest = max(largest, n)
             if four:
                 blocks = -(-n // NF4_BLOCK)
@@ -76,8 +82,12 @@ def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, in
     if four:
         kind = f"{q.bnb_4bit_quant_type} 4-bit" + (" with double quantisation" if q.bnb_4bit_use_double_quant else "")
         what = f"{len(quant)} Linear weights in {kind}, everything else in {config.dtype}"
+        if experts:
+            what += f"; {len(experts)} fused expert parameters in nf4 with double quantisation (quantize_moe_experts)"
     elif eight:
         what = f"{len(quant)} Linear weights in LLM.int8, everything else in {config.dtype}"
+        if experts:
+            what += f"; {len(experts)} fused expert parameters in row-wise int8 (quantize_moe_experts)"
     else:
         what = f"all weights in {config.dtype}"
     return int(total), largest, what

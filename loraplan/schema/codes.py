@@ -49,6 +49,13 @@ CODES: dict[str, str] = {
     "LP403": "Axolotl adapter type loraplan does not plan",
     "LP404": "conflicting Axolotl keys",
     "LP405": "unknown Axolotl key that looks misspelt (Axolotl ignores it)",
+    "LP406": "Axolotl reads the key differently from PEFT (a string target made a list item)",
+    "LP407": "Axolotl patches PEFT here (dropout on fused expert parameters)",
+    "LP408": "Axolotl's pinned transformers builds a different module tree than loraplan's catalog",
+    "LP409": "Axolotl refuses this config (its validation stops)",
+    "LP410": "key Axolotl's schema drops (Axolotl ignores it)",
+    "LP411": "Axolotl runs the model repository's own code (trust_remote_code): the plan's tree may differ",
+    "LP412": "Axolotl's pinned PEFT would select differently from the PEFT version the plan replays",
     # compiler
     "LP501": "architecture cannot be resolved offline",
     "LP502": "target pattern matches nothing",

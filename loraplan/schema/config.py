@@ -177,6 +177,28 @@ class TrainingSection(_Strict):
     )
 
 
+class AxolotlSection(_Strict):
+    """What an Axolotl config asks of the plan that only the model decides (the Axolotl dialect sets it).
+
+    Axolotl's `load_lora` builds part of PEFT's LoraConfig from the loaded model: the linear-layer
+    names of `lora_target_linear` and the task type. The compiler expands these against the
+    architecture, so the plan shows exactly the LoraConfig Axolotl would pass.
+    """
+
+    version: str = Field("0.19.0", description="The Axolotl release whose load_lora the plan reproduces.")
+    target_linear: bool = Field(
+        False,
+        description="lora_target_linear: add the leaf name of every linear layer except the output embedding "
+        "(Axolotl's find_all_linear_names) to target_modules.",
+    )
+    quantize_moe_experts: bool = Field(
+        False, description="Axolotl quantises the fused MoE expert parameters on load, like the Linear weights."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Axolotl loads the model repository's own code when its config.json has an auto_map."
+    )
+
+
 class Config(_Strict):
     """A loraplan config: what to adapt, on which model, and how it will be trained."""
 
@@ -206,6 +228,9 @@ class Config(_Strict):
     )
     training: TrainingSection = Field(
         default_factory=TrainingSection, description="Training shape for the memory estimate."
+    )
+    axolotl: AxolotlSection | None = Field(
+        None, description="Set by the Axolotl dialect: what Axolotl's load_lora derives from the model."
     )
 
     @property

@@ -203,6 +203,8 @@ def init_rules(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
 @rule
 def nothing_targeted(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     lora = c.lora
+    if c.axolotl is not None and c.axolotl.target_linear:
+        return  # Axolotl adds the model's linear layers to the list (expanded by the compiler)
     if isinstance(lora.target_modules, list) and not lora.target_modules and not lora.target_parameters:
         yield _d(doc, ("lora", "target_modules"), "LP308", "error",
                  "target_modules is an empty list and no target_parameters are given: nothing would be adapted",

@@ -9,8 +9,15 @@ plugins add keys of their own.
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_keys import ADAPTER_KEYS, ADAPTER_PREFIXES, AXOLOTL_KEYS, FOREIGN_NAMES, PLANNED_KEYS
-from loraplan.schema.axolotl_tree import Tree
+from loraplan.schema.axolotl.keys import (
+    ADAPTER_KEYS,
+    ADAPTER_PREFIXES,
+    AXOLOTL_KEYS,
+    FOREIGN_NAMES,
+    PLANNED_KEYS,
+    REMOVED_KEYS,
+)
+from loraplan.schema.axolotl.tree import Tree
 
 _READ = ADAPTER_KEYS | PLANNED_KEYS
 _KNOWN = sorted(AXOLOTL_KEYS)
@@ -49,8 +56,8 @@ def closest(key: str) -> str | None:
 
 def check_unknown_keys(t: Tree) -> None:
     for key in t.src.data:
-        if not isinstance(key, str) or key in AXOLOTL_KEYS:
-            continue
+        if not isinstance(key, str) or key in AXOLOTL_KEYS or key in REMOVED_KEYS:
+            continue  # removed keys: refusals.py says what Axolotl does
         if key in FOREIGN_NAMES:
             target = FOREIGN_NAMES[key]
             where = f"inside `{target}:`" if target == "bnb_config_kwargs" else f"as `{target}`"

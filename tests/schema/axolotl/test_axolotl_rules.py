@@ -127,11 +127,13 @@ def test_mxfp4_base_is_info_unless_dequantised():
     assert _diags(text) == []
 
 
-def test_torchao_backend_is_planned_as_unquantised_lora():
+def test_peft_backend_keys_are_dropped_and_qlora_needs_4bit():
+    # Axolotl 0.19.0 drops peft.backend/weight_dtype; its validate_qlora then wants load_in_4bit
     text = "adapter: qlora\npeft:\n  backend: torchao\n  weight_dtype: int4\n" + BASE
     result = load_text(text, "a.yml", dialect="axolotl")
-    assert [(d.code, d.severity, d.line) for d in result.diagnostics] == [("LP402", "info", 3)]
-    assert result.config.adapter == "lora" and result.config.quantization is None
+    found = [(d.code, d.severity, d.line) for d in result.diagnostics]
+    assert ("LP410", "warning", 3) in found and ("LP410", "warning", 4) in found
+    assert any(code == "LP301" and severity == "error" for code, severity, _ in found)
 
 
 def test_reword_replaces_native_names_only_as_whole_keys():

@@ -16,8 +16,8 @@ Where each rule comes from in Axolotl:
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import lax_bool, native_dtype
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import lax_bool, native_dtype
 
 # Axolotl's QLoRA BitsAndBytesConfig defaults (loaders/model.py `_set_quantization_config`).
 QLORA_DEFAULTS = {
@@ -74,16 +74,14 @@ def promote_adapter(t: Tree, adapter: str) -> tuple[str, dict[str, bool]]:
 
 
 def _shorthands(t: Tree) -> list[tuple[tuple, dict]]:
-    found = []
-    peft = t.raw("peft")
-    if isinstance(peft, dict) and peft.get("weight_dtype") and peft.get("backend"):
-        found.append((("peft", "backend"), {"backend": peft["backend"], "weight_dtype": peft["weight_dtype"]}))
+    """None in Axolotl 0.19.0: its PeftConfig drops peft.backend/weight_dtype (refusals.py says so), and its
+    model_quantization_config is only the name Mxfp4Config or FineGrainedFP8Config (a mapping is refused)."""
     mqc = t.raw("model_quantization_config")
-    if isinstance(mqc, dict) and isinstance(mqc.get("bnb"), dict):
-        found.append((("model_quantization_config", "bnb"), {"backend": "bnb", **mqc["bnb"]}))
-    elif isinstance(mqc, dict) and isinstance(mqc.get("torchao"), dict):
-        found.append((("model_quantization_config", "torchao"), {"backend": "torchao"}))
-    return found
+    if mqc is not None and mqc not in ("Mxfp4Config", "FineGrainedFP8Config"):
+        t.report("LP409", "error", "Axolotl 0.19.0 refuses this config: model_quantization_config must be "
+                 "'Mxfp4Config' or 'FineGrainedFP8Config'", ("model_quantization_config",), on_value=True,
+                 hint="for bitsandbytes write `load_in_4bit: true` with `adapter: qlora` (or load_in_8bit)")
+    return []
 
 
 def translate_quantization(t: Tree, adapter: str, dtype: str, flags: dict[str, bool]) -> None:
@@ -114,9 +112,11 @@ def translate_quantization(t: Tree, adapter: str, dtype: str, flags: dict[str, b
 
 
 def _moe_experts(t: Tree, quantized: bool) -> None:
-    """schemas/config.py `check_quantize_moe_experts` refuses these two combinations."""
+    """schemas/config.py `check_quantize_moe_experts` refuses these two combinations; otherwise the
+    memory estimate quantises the fused experts as Axolotl does (compiler/axolotl.py)."""
     if lax_bool(t.raw("quantize_moe_experts")) is not True:
         return
+    t.put(("axolotl", "quantize_moe_experts"), True, ("quantize_moe_experts",), "quantize_moe_experts")
     if lax_bool(t.raw("lora_target_linear")) is True:
         t.report("LP404", "error", "quantize_moe_experts cannot be combined with lora_target_linear (Axolotl "
                  "refuses it)", ("quantize_moe_experts",),
@@ -160,8 +160,6 @@ def _base_quantization(t: Tree, dtype: str) -> None:
         if isinstance(kwargs, dict) and lax_bool(kwargs.get("dequantize")) is True:
             return  # the weights are dequantised to the model dtype on load
         what = mqc
-    elif isinstance(mqc, dict) and any(isinstance(mqc.get(k), dict) for k in ("mxfp4", "fp8")):
-        what = "mxfp4" if isinstance(mqc.get("mxfp4"), dict) else "fp8"
     else:
         return
     t.report("LP402", "info", f"model_quantization_config {what}: the base stays quantised; loraplan plans the "

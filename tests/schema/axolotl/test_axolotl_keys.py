@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loraplan.schema.axolotl_keys import ADAPTER_KEYS, AXOLOTL_KEYS, MARKER_KEYS, PLANNED_KEYS
-from loraplan.schema.axolotl_unknown import closest, distance
+from loraplan.schema.axolotl.keys import ADAPTER_KEYS, AXOLOTL_KEYS, MARKER_KEYS, PLANNED_KEYS
+from loraplan.schema.axolotl.unknown import closest, distance
 from loraplan.schema.load import load_text
 
 BASE = "base_model: m\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"

@@ -4,15 +4,17 @@
   native `architecture` override.
 - `model_type` is the transformers class Axolotl loads with, except that `AutoModelForCausalLM`,
   `trust_remote_code` or `gptq` make it use the auto loader (loaders/model.py `_build_model`); an
-  `Auto*` class builds the config's own architecture, which is the native default.
+  `Auto*` class builds the config's own architecture, which is the native default, except the
+  classification ones, which build `<Model>For{Sequence,Token}Classification` (task type SEQ_CLS /
+  TOKEN_CLS in load_lora).
 - Training defaults are Axolotl's schema defaults: sequence_len 512, micro_batch_size 1,
   gradient_accumulation_steps 1 (or batch_size // micro_batch_size), optimizer adamw_torch_fused.
 """
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import (
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import (
     DEFAULT_OPTIMIZER,
     LEGACY_ATTN_FLAGS,
     OPTIMIZERS,
@@ -20,6 +22,9 @@ from loraplan.schema.axolotl_values import (
     lax_int,
     native_attn,
 )
+
+# Auto classes that change the model (and so the task type): Axolotl loads with them as named.
+_TASK_AUTO_CLASSES = ("AutoModelForSequenceClassification", "AutoModelForTokenClassification")
 
 
 def translate_model(t: Tree) -> None:
@@ -31,11 +36,13 @@ def translate_model(t: Tree) -> None:
     model_type = t.raw(key)
     if (
         isinstance(model_type, str)
-        and not model_type.startswith("Auto")
+        and (not model_type.startswith("Auto") or model_type in _TASK_AUTO_CLASSES)
         and lax_bool(t.raw("trust_remote_code")) is not True
         and lax_bool(t.raw("gptq")) is not True
     ):
         t.put(("model_class",), model_type, (key,), key)
+    if lax_bool(t.raw("trust_remote_code")) is True:  # the compiler checks the config's auto_map
+        t.put(("axolotl", "trust_remote_code"), True, ("trust_remote_code",), "trust_remote_code")
     linearized = lax_bool(t.raw("llama4_linearized_experts"))
     if linearized is True:  # Axolotl patches Llama4TextExperts into nn.Linear
         t.put(("architecture_variant",), "axolotl-llama4-linearized-experts", ("llama4_linearized_experts",),

@@ -2,19 +2,22 @@
 
 Semantics follow Axolotl's own LoraConfig construction (src/axolotl/loaders/adapter.py,
 `_build_peft_lora_config` and `_build_lora_config_kwargs`):
-- `lora_target_linear: true` adds every linear layer (except the output head) to
-  `lora_target_modules` (a union); without any target Axolotl passes `target_modules=[]`;
+- `lora_target_linear: true` adds the leaf names of every linear layer (except the output
+  embedding) to `lora_target_modules` (a union): an intent the compiler expands against the
+  architecture (`axolotl.target_linear`); without any target Axolotl passes `target_modules=[]`;
 - `lora_modules_to_save`, `peft_use_dora`, `peft_use_rslora`, `peft_init_lora_weights` and the
-  rank/alpha patterns are passed only when truthy;
-- `peft.loftq_config.loftq_bits` sets LoftQ init (`init_lora_weights: loftq`), which a truthy
-  `peft_init_lora_weights` then overrides.
+  rank/alpha patterns are passed only when truthy; `lora_exclude_modules` is read there too, but
+  0.19.0's schema drops the key first, so it never reaches PEFT (refusals.py says so);
+- `peft.loftq_config.loftq_bits` sets LoftQ init (`init_lora_weights: loftq`) with PEFT's
+  `LoftQConfig(loftq_bits=N)`, whose loftq_iter defaults to 1; a truthy
+  `peft_init_lora_weights` then overrides the init.
 """
 
 from __future__ import annotations
 
-from loraplan.schema.axolotl_keys import LOFTQ_KEYS, PEFT_BLOCK_KEYS
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_values import lax_bool, lax_float, lax_int, lax_int_list
+from loraplan.schema.axolotl.keys import LOFTQ_KEYS, PEFT_BLOCK_KEYS
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.values import lax_bool, lax_float, lax_int, lax_int_list
 from loraplan.schema.pydantic_errors import suggest
 
 # Axolotl key -> (native lora field, coercion); passed only when the value is set.
@@ -30,7 +33,6 @@ _TRUTHY = {
     "peft_use_rslora": ("use_rslora", lax_bool),
     "lora_rank_pattern": ("rank_pattern", None),
     "lora_alpha_pattern": ("alpha_pattern", None),
-    "lora_exclude_modules": ("exclude_modules", None),
     "lora_modules_to_save": ("modules_to_save", None),
 }
 # Adapter keys that change what is trained but have no native counterpart.
@@ -73,14 +75,17 @@ def _rank_and_alpha(t: Tree) -> None:
 def _targets(t: Tree) -> None:
     modules = t.raw("lora_target_modules")
     if lax_bool(t.raw("lora_target_linear")) is True:
-        t.put(("lora", "target_modules"), "all-linear", ("lora_target_linear",), "lora_target_linear")
-        if modules:
-            t.report("LP402", "info",
-                     "lora_target_modules is added to lora_target_linear: Axolotl targets every linear "
-                     "layer plus these names, so loraplan plans all-linear (a listed name that is not a "
-                     "linear layer would be adapted by Axolotl but is not in this plan)",
-                     ("lora_target_modules",),
-                     hint="drop lora_target_linear to target only these modules, or drop lora_target_modules")
+        # load_lora: list(set(lora_target_modules as a list + find_all_linear_names(model))); the
+        # compiler adds the linear-layer names from the architecture (compiler/axolotl.py).
+        t.put(("axolotl", "target_linear"), True, ("lora_target_linear",), "lora_target_linear")
+        listed = modules if isinstance(modules, list) else [] if modules is None else [modules]
+        src = "lora_target_modules" if modules is not None else "lora_target_linear"
+        t.put(("lora", "target_modules"), listed, (src,), src)
+        if isinstance(modules, str):
+            t.report("LP406", "warning",
+                     "with lora_target_linear, Axolotl wraps the string lora_target_modules in a list, so PEFT "
+                     "matches it as a module name, not as a regular expression", ("lora_target_modules",),
+                     hint="write lora_target_modules as a list of names")
     elif modules is not None:
         t.put(("lora", "target_modules"), modules, ("lora_target_modules",), "lora_target_modules")
     else:
@@ -110,7 +115,8 @@ def _peft_block(t: Tree) -> None:
     bits = lax_int(4 if loftq.get("loftq_bits") is None else loftq["loftq_bits"])
     if bits:
         src = ("peft", "loftq_config")
-        t.put(("lora", "loftq_config"), {"loftq_bits": bits}, src, "peft.loftq_config")
+        # LoftQConfig(loftq_bits=bits): PEFT's dataclass fills loftq_iter=1, and PEFT's LoftQ init reads both
+        t.put(("lora", "loftq_config"), {"loftq_bits": bits, "loftq_iter": 1}, src, "peft.loftq_config")
         t.put(("lora", "init_lora_weights"), "loftq", src, "peft.loftq_config")
 
 

@@ -148,6 +148,41 @@ MARKER_KEYS = frozenset(
 
 # `peft:` sub-block (peft.py PeftConfig) and its `loftq_config` (LoftQConfig reads loftq_bits only).
 PEFT_BLOCK_KEYS = frozenset({"loftq_config", "backend", "weight_dtype", "group_size"})
+# Keys of other releases that 0.19.0's PeftConfig does not keep (pydantic drops them).
+PEFT_BLOCK_DROPPED = frozenset({"backend", "weight_dtype", "group_size"})
+
+# Keys loraplan knows (other releases read them) that Axolotl 0.19.0's schema drops: no field of
+# AxolotlInputConfig holds them, so pydantic discards them -> what is lost.
+DROPPED_KEYS: dict[str, str] = {
+    "lora_exclude_modules": "no module is excluded from the adapter (load_lora reads it with getattr, which "
+    "finds nothing once the schema dropped it)",
+    "gptq_groupsize": "it has no effect (a key of older releases)",
+    "gptq_model_v1": "it has no effect (a key of older releases)",
+    "gptq_disable_exllama": "it has no effect on loading",
+    "relora_steps": "it does not set ReLoRA's restart interval (0.19.0 reads jagged_restart_steps)",
+    "relora_warmup_steps": "it has no effect (0.19.0 reads jagged_restart_warmup_steps)",
+    "relora_anneal_steps": "it has no effect (0.19.0 reads jagged_restart_anneal_steps)",
+    "adam_eps": "it does not set Adam's epsilon (0.19.0 reads adam_epsilon)",
+}
+
+# Keys whose use Axolotl 0.19.0 refuses (schemas/deprecated.py, validation.py): key -> (refused when
+# set at all, rather than only when truthy; Axolotl's message).
+REMOVED_KEYS: dict[str, tuple[bool, str]] = {
+    "max_packed_sequence_len": (False, "`max_packed_sequence_len` is no longer supported"),
+    "rope_scaling": (False, "`rope_scaling` is no longer supported, it should now be be a key under `model_config`"),
+    "s2_attention": (False, "`s2_attention` (shifted-sparse attention) is no longer supported."),
+    "flash_attn_rms_norm": (False, "`flash_attn_rms_norm` is no longer supported."),
+    "dpo_use_logits_to_keep": (True, "`dpo_use_logits_to_keep` is no longer supported, it has been removed in "
+                               "TRL >= 0.29.0"),
+    "dpo_generate_during_eval": (True, "`dpo_generate_during_eval` is no longer supported, it has been removed "
+                                 "in TRL >= 0.29.0"),
+    "dpo_norm_loss": (True, "`dpo_norm_loss` is no longer supported, due to breaking changes in TRL >= 0.29.0"),
+    "rpo_alpha": (True, "`rpo_alpha` has been deprecated in TRL >= 0.29.0, and now requires passing multiple loss "
+                  "types, which is not yet supported by Axolotl."),
+    **{k: (False, f"`{k}` has been removed. Please use `lora_mlp_kernel`, `lora_qkv_kernel`, `lora_o_kernel` "
+           "instead.") for k in ("unsloth_cross_entropy_loss", "unsloth_lora_mlp", "unsloth_lora_qkv",
+                                 "unsloth_lora_o", "unsloth_rms_norm", "unsloth_rope")},
+}
 LOFTQ_KEYS = frozenset({"loftq_bits"})
 
 # PEFT / loraplan names people paste into Axolotl configs, and the Axolotl key that means it.

@@ -6,7 +6,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loraplan.schema.axolotl_keys import ADAPTER_KEYS, PLANNED_KEYS
+from loraplan.schema.axolotl.keys import ADAPTER_KEYS, PLANNED_KEYS
 from loraplan.schema.diagnostic import Diagnostic
 from loraplan.schema.load import load_text
 

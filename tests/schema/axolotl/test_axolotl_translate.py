@@ -60,8 +60,10 @@ def full():
 
 def test_full_config_native_tree(full):
     native, diags, _ = full
-    assert diags == []
+    # Axolotl 0.19.0's schema drops lora_exclude_modules: not planned, and said
+    assert [(d.code, d.severity, d.line) for d in diags] == [("LP410", "warning", 12)]
     assert native.data == {
+        "axolotl": {},
         "base_model": "meta-llama/Llama-3.2-1B",
         "architecture": "./llama-config",
         "model_class": "LlamaForCausalLM",
@@ -69,7 +71,7 @@ def test_full_config_native_tree(full):
         "adapter": "qlora",
         "lora": {
             "r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05, "target_modules": ["q_proj", "v_proj"],
-            "exclude_modules": ["vision_tower"], "modules_to_save": ["embed_tokens", "lm_head"],
+            "modules_to_save": ["embed_tokens", "lm_head"],
             "fan_in_fan_out": False, "layers_to_transform": [0, 1], "layers_pattern": ["layers"],
             "use_dora": True, "use_rslora": True, "init_lora_weights": "gaussian",
         },
@@ -96,7 +98,6 @@ def test_full_config_native_tree(full):
         (("lora", "lora_alpha"), 7, "lora_alpha"),
         (("lora", "lora_dropout"), 8, "lora_dropout"),
         (("lora", "target_modules"), 9, "lora_target_modules"),
-        (("lora", "exclude_modules"), 12, "lora_exclude_modules"),
         (("lora", "modules_to_save"), 14, "lora_modules_to_save"),
         (("lora", "fan_in_fan_out"), 15, "lora_fan_in_fan_out"),
         (("lora", "layers_to_transform"), 16, "peft_layers_to_transform"),
@@ -152,11 +153,12 @@ def test_full_config_loads_clean():
     result = load_text(FULL, "a.yml")
     assert result.dialect == "axolotl"
     assert result.config is not None
-    assert [d.code for d in result.diagnostics] == []
+    assert [d.code for d in result.diagnostics] == ["LP410"]  # lora_exclude_modules, dropped by Axolotl 0.19.0
     assert result.config.quantization.bnb_4bit_quant_type == "fp4"
+    assert result.config.lora.exclude_modules is None
 
 
-def test_target_linear_is_all_linear_located_at_the_flag():
+def test_target_linear_is_an_intent_located_at_the_flag():
     native, diags, labels = _translate("""\
         base_model: m
         adapter: lora
@@ -164,25 +166,41 @@ def test_target_linear_is_all_linear_located_at_the_flag():
         lora_alpha: 16
         lora_target_linear: true
         """)
-    assert native.data["lora"]["target_modules"] == "all-linear"
+    # Axolotl's find_all_linear_names needs the model: the compiler adds the names
+    assert native.data["lora"]["target_modules"] == []
+    assert native.data["axolotl"] == {"target_linear": True}
     assert native.keys[("lora", "target_modules")] == Span(5, 1, 5, 19)
-    assert native.values[("lora", "target_modules")] == Span(5, 21, 5, 25)
+    assert native.keys[("axolotl", "target_linear")] == Span(5, 1, 5, 19)
     assert labels[("lora", "target_modules")] == "lora_target_linear"
     assert diags == []
 
 
-def test_target_linear_with_modules_is_the_union_and_says_so():
+def test_target_linear_with_modules_keeps_them_for_the_union():
+    native, diags, labels = _translate("""\
+        base_model: m
+        adapter: lora
+        lora_r: 8
+        lora_alpha: 16
+        lora_target_linear: true
+        lora_target_modules: [q_proj, embed_tokens]
+        """)
+    assert native.data["lora"]["target_modules"] == ["q_proj", "embed_tokens"]
+    assert labels[("lora", "target_modules", 1)] == "lora_target_modules[1]"
+    assert diags == []
+
+
+def test_target_linear_with_a_string_makes_it_a_list_item():
     native, diags, _ = _translate("""\
         base_model: m
         adapter: lora
         lora_r: 8
         lora_alpha: 16
         lora_target_linear: true
-        lora_target_modules: [q_proj]
+        lora_target_modules: '.*_proj'
         """)
-    assert native.data["lora"]["target_modules"] == "all-linear"
-    assert [(d.code, d.severity, d.line) for d in diags] == [("LP402", "info", 6)]
-    assert "every linear layer plus these names" in diags[0].message
+    # load_lora: `[lora_target_modules]` when it is not a list, so PEFT reads it as a name
+    assert native.data["lora"]["target_modules"] == [".*_proj"]
+    assert [(d.code, d.severity, d.line) for d in diags] == [("LP406", "warning", 6)]
 
 
 def test_target_linear_false_keeps_the_modules():
@@ -303,8 +321,9 @@ def test_no_quantization_block_when_flags_are_false():
     assert "quantization" not in native.data
 
 
-def test_peft_bnb_nf4_shorthand_promotes_to_qlora():
-    native, _, _ = _translate("""\
+def test_peft_bnb_nf4_shorthand_is_dropped_by_axolotl_0_19():
+    # 0.19.0's PeftConfig keeps only loftq_config: backend/weight_dtype never promote to QLoRA there
+    native, diags, _ = _translate("""\
         base_model: m
         adapter: lora
         peft:
@@ -313,8 +332,8 @@ def test_peft_bnb_nf4_shorthand_promotes_to_qlora():
         lora_r: 8
         lora_alpha: 8
         """)
-    assert native.data["adapter"] == "qlora"
-    assert native.data["quantization"]["load_in_4bit"] is True
+    assert native.data["adapter"] == "lora" and "quantization" not in native.data
+    assert [(d.code, d.severity, d.line) for d in diags] == [("LP410", "warning", 4), ("LP410", "warning", 5)]
 
 
 def test_loftq_block():
@@ -328,7 +347,7 @@ def test_loftq_block():
             loftq_bits: 4
         """)
     assert native.data["lora"]["init_lora_weights"] == "loftq"
-    assert native.data["lora"]["loftq_config"] == {"loftq_bits": 4}
+    assert native.data["lora"]["loftq_config"] == {"loftq_bits": 4, "loftq_iter": 1}  # LoftQConfig(loftq_bits=4)
     assert native.keys[("lora", "loftq_config")].line == 6
     assert native.keys[("lora", "loftq_config", "loftq_bits")].line == 7
     assert labels[("lora", "loftq_config", "loftq_bits")] == "peft.loftq_config.loftq_bits"
@@ -381,7 +400,7 @@ def test_patterns_and_exclude_modules():
     lora = native.data["lora"]
     assert lora["rank_pattern"] == {"q_proj": 4}
     assert lora["alpha_pattern"] == {"q_proj": 8}
-    assert lora["exclude_modules"] == ["vision_tower"]
+    assert "exclude_modules" not in lora  # Axolotl 0.19.0's schema drops lora_exclude_modules
     assert native.keys[("lora", "rank_pattern", "q_proj")].line == 5
 
 

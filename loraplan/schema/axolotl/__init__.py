@@ -5,6 +5,15 @@ precision flags and the training shape are translated into the native Config's t
 native value keeps the span of the Axolotl key it came from, so schema errors and cross-field
 rules point at the user's own lines. Axolotl's other keys (datasets, wandb, fsdp, ...) pass;
 misspelt adapter keys are flagged. The mapping is documented in docs/axolotl.md.
+
+The package follows Axolotl's own load path, one module per stage:
+- keys.py, unknown.py, values.py: the keys Axolotl's schema (utils/schemas/) keeps, and its lax
+  pydantic coercion of their values;
+- refusals.py: where Axolotl's validation stops, and the keys its schema drops;
+- train.py, quant.py: what Axolotl's model loader (loaders/model.py) does with the model,
+  dtype and quantisation keys;
+- adapter.py: what `load_lora` (loaders/adapter.py) builds as PEFT's LoraConfig;
+- tree.py: the native tree being built, with the source span of every part.
 """
 
 from __future__ import annotations
@@ -12,12 +21,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from loraplan.schema.axolotl_keys import MARKER_KEYS
-from loraplan.schema.axolotl_lora import translate_lora
-from loraplan.schema.axolotl_quant import promote_adapter, translate_dtype, translate_quantization
-from loraplan.schema.axolotl_train import translate_model, translate_training
-from loraplan.schema.axolotl_tree import Tree
-from loraplan.schema.axolotl_unknown import check_unknown_keys
+from loraplan.schema.axolotl.adapter import translate_lora
+from loraplan.schema.axolotl.keys import MARKER_KEYS
+from loraplan.schema.axolotl.quant import promote_adapter, translate_dtype, translate_quantization
+from loraplan.schema.axolotl.refusals import check_refusals
+from loraplan.schema.axolotl.train import translate_model, translate_training
+from loraplan.schema.axolotl.tree import Tree
+from loraplan.schema.axolotl.unknown import check_unknown_keys
 from loraplan.schema.diagnostic import Diagnostic
 from loraplan.schema.pydantic_errors import suggest
 from loraplan.schema.yaml_source import SourceDoc
@@ -29,6 +39,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
     """Axolotl SourceDoc -> (native SourceDoc with the original spans, findings, labels)."""
     t = Tree(doc)
     check_unknown_keys(t)
+    check_refusals(t)
     translate_model(t)
     adapter = _adapter(t)
     dtype = translate_dtype(t)
@@ -37,6 +48,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
     else:
         adapter, flags = promote_adapter(t, adapter)
         t.put(("adapter",), adapter, ("adapter",), "adapter")
+        t.data.setdefault("axolotl", {})  # load_lora's model-derived settings (compiler/axolotl.py)
         translate_lora(t)
         translate_quantization(t, adapter, dtype, flags)
     translate_training(t)

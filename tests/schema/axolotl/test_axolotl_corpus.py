@@ -11,51 +11,35 @@ import pytest
 
 from loraplan.schema.load import load_file
 
-CORPUS = Path(__file__).parent / "data" / "axolotl-examples"
+CORPUS = Path(__file__).parents[1] / "data" / "axolotl-examples"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yml", ".yaml"))
 
 # (code, file, line) of every finding on the corpus; each one was read and checked by hand.
 EXPECTED = {
-    ('LP402', 'apertus/apertus-8b-qlora.yaml', 30),
-    ('LP402', 'arcee/afm-4.5b-qlora.yaml', 30),
     ('LP402', 'archived/cerebras/qlora.yml', 42),
     ('LP402', 'archived/falcon/config-7b-lora.yml', 46),
     ('LP402', 'archived/falcon/config-7b-qlora.yml', 76),
     ('LP402', 'archived/gptj/qlora.yml', 39),
     ('LP402', 'archived/xgen-7b/xgen-7b-8k-qlora.yml', 74),
-    ('LP402', 'hunyuan/hunyuan-v1-dense-qlora.yaml', 30),
     ('LP402', 'llama-2/gptq-lora.yml', 8),
     ('LP402', 'llama-4/do-no-use-fa2/scout-qlora-single-h100.yaml', 65),
     ('LP402', 'llama-4/do-no-use-fa2/scout-vision-qlora-fsdp.yaml', 57),
     ('LP402', 'llama-4/scout-qlora-flexattn-fsdp2.yaml', 54),
     ('LP402', 'llama-4/scout-qlora-single-h100-flex.yaml', 59),
     ('LP402', 'llama-4/scout-vision-qlora-fsdp2-flex.yaml', 56),
-    ('LP402', 'magistral/magistral-small-fsdp-qlora.yaml', 34),
-    ('LP402', 'magistral/magistral-small-qlora.yaml', 33),
-    ('LP402', 'magistral/think/magistral-small-think-qlora.yaml', 33),
-    ('LP402', 'mimo/mimo-7b-qlora.yaml', 33),
-    ('LP402', 'ministral/ministral-small-qlora.yaml', 33),
-    ('LP402', 'ministral3/ministral3-3b-qlora.yaml', 33),
-    ('LP402', 'ministral3/think/ministral3-3b-think-qlora.yaml', 33),
-    ('LP402', 'mistral/dpo/mistral-dpo-qlora.yml', 43),
-    ('LP402', 'mistral/lora.yml', 29),
-    ('LP402', 'mistral/mps/lora-mps.yml', 27),
-    ('LP402', 'mistral/orpo/mistral-qlora-orpo.yml', 34),
-    ('LP402', 'mistral/qlora.yml', 29),
     ('LP402', 'nemotron-h/120b-a12b-qlora.yaml', 62),
     ('LP402', 'nemotron-h/nano-30b-a3b-qlora-cp.yaml', 65),
     ('LP402', 'nemotron-h/nano-30b-a3b-qlora.yaml', 63),
-    ('LP402', 'nemotron/nemotron-mini-4b-qlora.yaml', 24),
-    ('LP402', 'olmo3/olmo3-7b-qlora.yaml', 30),
-    ('LP402', 'plano/plano-4b-qlora.yaml', 31),
     ('LP402', 'qwen3.5/122b-a10b-moe-qlora-fsdp.yaml', 52),
     ('LP402', 'qwen3.5/122b-a10b-moe-qlora.yaml', 52),
     ('LP402', 'qwen3.5/27b-qlora-fsdp.yaml', 52),
     ('LP402', 'qwen3.5/27b-qlora.yaml', 52),
     ('LP402', 'qwen3.5/35b-a3b-moe-qlora-fsdp.yaml', 52),
     ('LP402', 'qwen3/32b-qlora.yaml', 51),
-    ('LP402', 'trinity/trinity-nano-preview-qlora.yaml', 32),
     ('LP405', 'falcon-h1/falcon-h1-1b-qlora-cp.yaml', 42),
+    ('LP409', 'archived/stablelm-2/1.6b/lora.yml', 52),
+    ('LP410', 'llama-2/gptq-lora.yml', 9),
+    ('LP410', 'llama-2/gptq-lora.yml', 43),
 }
 
 
@@ -81,21 +65,26 @@ def test_corpus_findings_are_exactly_the_checked_ones(results):
     assert found == EXPECTED
 
 
-def test_corpus_has_no_errors_or_warnings(results):
-    # The examples are valid Axolotl configs: the only findings are informational.
-    severities = {d.severity for r in results.values() for d in r.diagnostics}
+def test_corpus_errors_are_axolotls_own_refusals(results):
+    # The examples are Axolotl's own; the one error is a config Axolotl 0.19.0 itself refuses
+    # (its golden: "`flash_attn_rms_norm` is no longer supported."). Everything else is informational.
+    errors = {(d.code, name) for name, r in results.items() for d in r.diagnostics if d.severity == "error"}
+    assert errors == {("LP409", "archived/stablelm-2/1.6b/lora.yml")}
+    severities = {d.severity for r in results.values() for d in r.diagnostics if d.severity != "error"}
     assert severities == {"info"}
 
 
 def test_corpus_translation_samples(results):
     qlora = results["llama-2/qlora.yml"].config
     lora = qlora.lora
-    assert (qlora.adapter, lora.r, lora.lora_alpha, lora.target_modules) == ("qlora", 32, 16, "all-linear")
+    assert (qlora.adapter, lora.r, lora.lora_alpha, lora.target_modules) == ("qlora", 32, 16, [])
+    assert qlora.axolotl.target_linear  # the compiler adds the linear-layer names
     assert qlora.quantization.load_in_4bit and qlora.quantization.bnb_4bit_quant_type == "nf4"
     assert qlora.quantization.bnb_4bit_compute_dtype == "bfloat16"
     assert qlora.training.optimizer == "paged_adamw_32bit" and qlora.training.sequence_len == 4096
     loftq = results["llama-2/loftq.yml"].config
-    assert loftq.lora.init_lora_weights == "loftq" and loftq.lora.loftq_config == {"loftq_bits": 4}
+    assert loftq.lora.init_lora_weights == "loftq"
+    assert loftq.lora.loftq_config == {"loftq_bits": 4, "loftq_iter": 1}  # PEFT's LoftQConfig(loftq_bits=4)
     gptq = results["llama-2/gptq-lora.yml"].config
     assert gptq.dtype == "float16" and gptq.model_class is None
     pythia = results["archived/pythia/lora.yml"].config
