@@ -47,11 +47,19 @@ def read_config_dict(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dic
     return data, str(path)
 
 
+_SET_HERE: set[str] = set()  # variables _offline set (the user did not): sources/hub.py tells them apart
+
+
+def set_by_loraplan() -> frozenset[str]:
+    return frozenset(_SET_HERE)
+
+
 def _offline() -> None:
     # huggingface_hub reads these when first imported; nothing here should reach the network anyway.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        if key not in os.environ:
+            os.environ[key] = "1"
+            _SET_HERE.add(key)
 
 
 def _import_transformers() -> Any:
@@ -79,8 +87,9 @@ def make_config(data: dict[str, Any], transformers: Any) -> Any:
             raise _fail(
                 f"model_type '{model_type}' needs remote code (auto_map in config.json); "
                 "loraplan never runs remote code",
-                "use a model ported to transformers, or build the model yourself and pass it "
-                "to loraplan.compile(config, model)",
+                "pass --arch (or `architecture:`) a config.json of a transformers-native port of this model, "
+                "or build the model yourself and pass it to loraplan.compile(config, model)",
+                code="LP526",
             )
         import difflib
 
