@@ -35,13 +35,8 @@ def _fail(code: str, message: str, hint: str) -> ResolveError:
 
 
 def user_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as the user set them (not loraplan's own safety belt)."""
-    from loraplan.compiler.sources.from_config import set_by_loraplan
-
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if key not in set_by_loraplan() and os.environ.get(key, "").strip().lower() in _TRUE:
-            return True
-    return False
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as the user set them (loraplan's own belt is not in os.environ)."""
+    return any(os.environ.get(key, "").strip().lower() in _TRUE for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def endpoint() -> str:
@@ -72,10 +67,21 @@ def fetch_config(hub_id: str, revision: str | None = None, timeout: float = TIME
             f"{where}: fetching its config.json needs huggingface_hub",
             "pip install 'loraplan[hf]', or pass --arch path/to/config.json",
         ) from None
+    from loraplan.compiler.sources.hf_cache import hub_cache_dirs
+
     url = endpoint()
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or timeout)
     saved = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = False  # the user's setting was checked above; ours only guards transformers
     try:
+        # One HEAD, no retries: a hub that is down or slow is reported within `timeout`
+        # (hf_hub_download alone retries for minutes), and its own error names the cause.
+        huggingface_hub.get_hf_file_metadata(
+            huggingface_hub.hf_hub_url(hub_id, "config.json", revision=rev, endpoint=url),
+            token=_token(),
+            timeout=timeout,
+            endpoint=url,
+        )
         path = huggingface_hub.hf_hub_download(
             hub_id,
             "config.json",
@@ -83,6 +89,7 @@ def fetch_config(hub_id: str, revision: str | None = None, timeout: float = TIME
             endpoint=url,
             token=_token(),
             etag_timeout=timeout,
+            cache_dir=hub_cache_dirs()[0],  # where find_cached_config looks next time
         )
     except Exception as exc:  # each hub failure gets its own message
         raise _hub_error(exc, hub_id, rev, url, timeout) from None
