@@ -127,6 +127,11 @@ def _excluded(name: str, fmt: dict[str, Any], arch: Architecture) -> bool:
 
 def quantised_weights(arch: Architecture, fmt: dict[str, Any]) -> dict[str, int]:
     """parameter name -> elements, for every weight stored in the quantised format."""
+    if fmt["method"] == "bitsandbytes":  # the modules replace_with_bnb_linear converted
+        from loraplan.compiler.counting import quantized_modules
+
+        chosen = quantized_modules(arch, fmt.get("exclude_names") or None)
+        return {p.name: p.numel for p in arch.parameters if p.module in chosen and p.name == f"{p.module}.weight"}
     linear = {m.name for m in arch.modules if m.kind == "linear" and not _excluded(m.name, fmt, arch)}
     experts_only = fmt.get("scope") == "experts"
     out = {}

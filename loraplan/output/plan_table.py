@@ -136,8 +136,9 @@ def _header(plan: Any, title: str | None, color: bool) -> list[str]:
         cells.insert(2, ["weights", stored])
     lines = []
     for line in align(cells):  # long source lines (alias evidence) wrap under their value
-        indent = " " * (len(line) - len(line.lstrip()) + len("resolved from") + 2)
-        lines += textwrap.wrap(line, max(WRAP, 60), subsequent_indent=indent, break_on_hyphens=False) or [line]
+        indent = " " * (len(line) - len(line.lstrip()) + max(len(c[0]) for c in cells) + 2)
+        lines += textwrap.wrap(line, WRAP, subsequent_indent=indent, break_on_hyphens=False,
+                               break_long_words=False) or [line]
     return [_heading("Plan", title or "", color), *lines]
 
 
