@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 @dataclass
 class Repo:
     files: dict[str, bytes]  # filename -> content (at every revision in `revisions`)
-    revisions: tuple[str, ...] = ("main",)
+    revisions: tuple[str, ...] | None = ("main",)  # None: any revision (a real repo's pinned commits)
     gated: bool = False  # needs the right token, else 401/403 GatedRepo
     private: bool = False  # needs the right token, else 401 RepoNotFound
     delay_s: float = 0.0  # answer this late (a hub that hangs)
@@ -63,7 +63,8 @@ class HubStandIn:
         self._server.server_close()
 
     def requested_files(self) -> set[str]:
-        return {p.rsplit("/", 1)[-1] for _, p, _ in self.requests}
+        """The file part of every request (an /api/... call counts as its whole path)."""
+        return {p.rsplit("/", 1)[-1] if "/resolve/" in p else p for _, p, _ in self.requests}
 
     def answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = unquote(urlsplit(handler.path).path)
@@ -89,7 +90,7 @@ class HubStandIn:
             status = 401 if auth is None else 403
             return self.send(handler, status, {"X-Error-Code": "GatedRepo",
                                                "X-Error-Message": "Access to model is restricted."}, b"", body)
-        if revision not in repo.revisions and self.commit(repo_id, "main") != revision:
+        if repo.revisions is not None and revision not in repo.revisions and self.commit(repo_id, "main") != revision:
             return self.send(handler, 404, {"X-Error-Code": "RevisionNotFound",
                                             "X-Error-Message": "Invalid rev id"}, b"", body)
         content = repo.files.get(filename)

@@ -71,8 +71,9 @@ def fetch_config(hub_id: str, revision: str | None = None, timeout: float = TIME
 
     url = endpoint()
     timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or timeout)
-    saved = constants.HF_HUB_OFFLINE
+    saved = constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY
     constants.HF_HUB_OFFLINE = False  # the user's setting was checked above; ours only guards transformers
+    constants.HF_HUB_DISABLE_TELEMETRY = True  # config.json only: no user-agent probes (/api/agent-harnesses)
     try:
         # One HEAD, no retries: a hub that is down or slow is reported within `timeout`
         # (hf_hub_download alone retries for minutes), and its own error names the cause.
@@ -94,7 +95,7 @@ def fetch_config(hub_id: str, revision: str | None = None, timeout: float = TIME
     except Exception as exc:  # each hub failure gets its own message
         raise _hub_error(exc, hub_id, rev, url, timeout) from None
     finally:
-        constants.HF_HUB_OFFLINE = saved
+        constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY = saved
     path = Path(path)
     return Fetched(path, rev, _commit_of(path), url)
 
