@@ -1,8 +1,10 @@
 """`loraplan validate FILE...`: every finding in every file, located, in one run.
 
-Runs the schema layer (YAML, types, cross-field rules) on each file and, when the compiler is
-installed and the architecture resolves offline without torch, the target checks too. Many files
-per call, so it works as a pre-commit hook. Never imports torch, transformers or peft.
+Runs the schema layer (YAML, types, cross-field rules) on each file and the target checks against
+its architecture: the catalog needs no torch; a config.json (--arch, `architecture:`, the HF cache,
+or the hub with --online) imports transformers only then. A file whose targets could not be
+checked says so (LP520, a warning: --strict fails it) and the summary counts it as checked partly.
+Many files per call, so it works as a pre-commit hook.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def add_parser(subparsers: Any) -> None:
     add_strict_flag(parser)
     add_dialect_flag(parser)
     add_arch_flag(parser)
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="fetch config.json (only) from the hub for a model neither bundled nor in the HF cache, so its "
+        "targets are checked (honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE); default: offline, deterministic",
+    )
 
 
 def compiler_check() -> Any:
@@ -83,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             result = load_file(path, dialect=args.dialect)
             diagnostics.extend(result.diagnostics)
             if check is not None and result.config is not None:
-                _plan, found = check(result, arch_override=args.arch, offline_only=True)
+                _plan, found = check(result, arch_override=args.arch, offline_only=True,
+                                     network=getattr(args, "online", False))
                 diagnostics.extend(found)
         except Exception as exc:
             print(f"loraplan: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -91,6 +91,7 @@ class Architecture:
     source: str = "module"  # catalog | config.json | hf-cache | module
     transformers_version: str | None = None
     config_attrs: dict[str, Any] = field(default_factory=dict)  # hidden_size, heads, vocab, ... for estimates
+    origin: dict[str, Any] = field(default_factory=dict)  # where it was resolved from (compiler/resolve.py)
     _index: dict[str, ModuleInfo] | None = field(default=None, repr=False, compare=False)
 
     def module(self, name: str) -> ModuleInfo | None:

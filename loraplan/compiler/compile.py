@@ -58,7 +58,9 @@ def _architecture(
         return resolve_architecture(config, override, source)
     from loraplan.compiler.sources.from_module import from_module
 
-    return with_variant(from_module(architecture), config, source)
+    arch = from_module(architecture)
+    arch.origin = {"kind": "module", "class": type(architecture).__name__}
+    return with_variant(arch, config, source)
 
 
 def peft_config(config: Config) -> dict[str, Any]:
@@ -98,7 +100,9 @@ def compile_plan(
     totals = compute_totals(config, res, arch)
     diagnostics = notes + axolotl.findings(
         config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
+    diagnostics += _prequantized(config, arch, modules, params, source)
     return Plan(
+        architecture_source=dict(arch.origin) or {"kind": arch.source},
         config=config.model_dump(mode="json"),
         architecture=arch.name,
         model_class=arch.model_class,
@@ -114,13 +118,25 @@ def compile_plan(
     )
 
 
+def _prequantized(config: Config, arch: Architecture, modules: list, params: list,
+                  source: SourceDoc | None) -> list[Diagnostic]:
+    from loraplan.compiler.prequantized import diagnose as diagnose_stored
+
+    found = diagnose_stored(config, arch, [i.module for i in [*modules, *params]])
+    if source is None:
+        return found
+    keys = {"LP528": ("quantization", "load_in_4bit" if config.load_in_4bit else "load_in_8bit")}
+    return [d.at(source.span(keys.get(d.code, ("base_model",))), source.file) for d in found]
+
+
 def check_loaded(
-    result: LoadResult, arch_override: str | None = None, offline_only: bool = True
+    result: LoadResult, arch_override: str | None = None, offline_only: bool = True, *, network: bool = False
 ) -> tuple[Plan | None, list[Diagnostic]]:
     """Compile a loaded config when its architecture resolves; never raises for bad input.
 
-    offline_only: resolve from the bundled catalog only (no torch), as `validate` does; when the
-    architecture cannot be resolved that way, returns (None, []) so validation stays quiet.
+    offline_only: `validate`'s mode: the hub only when `network`; transformers imported only for
+    a config.json; a model out of reach gives the LP520 warning ("targets not checked"), never
+    silence. Otherwise `plan`'s: the hub unless HF_HUB_OFFLINE, and an unresolved name is an error.
     Returns the plan (None when none was made) and the compiler's diagnostics.
     """
     from loraplan.errors import LoraplanError
@@ -130,11 +146,11 @@ def check_loaded(
         return None, []
     try:
         if offline_only:
-            from loraplan.compiler.resolve import can_resolve_offline, resolve_architecture
+            from loraplan.compiler.resolve import resolve_for_check
 
-            if not can_resolve_offline(config, arch_override):
-                return None, []
-            arch = resolve_architecture(config, arch_override, result.source, allow_torch=False)
+            arch, skipped = resolve_for_check(config, arch_override, result.source, network=network)
+            if arch is None:
+                return None, skipped
         else:
             arch = None
         plan = compile_plan(config, arch, source=result.source, arch_override=arch_override)

@@ -54,6 +54,11 @@ OPTIMIZER_STATE_BYTES = {
 
 def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, int, str]:
     """(bytes, largest quantised weight in elements, description) of the base weights."""
+    stored = (arch.origin or {}).get("quantization")
+    if stored:  # a pre-quantized checkpoint: its own format, whatever the config asks to load it with
+        from loraplan.compiler.prequantized import stored_weight_bytes
+
+        return stored_weight_bytes(arch, stored, config.dtype, dtype_bytes)
     q = config.quantization
     four = bool(q and q.load_in_4bit)
     eight = bool(q and q.load_in_8bit)

@@ -75,13 +75,24 @@ def render(
 # --- counting ---------------------------------------------------------------------------------
 
 
+NOT_CHECKED_CODES = frozenset({"LP520"})  # "this file's targets were not checked"
+
+
+def partly_checked(diagnostics: list[Diagnostic]) -> list[str]:
+    """Files some check was skipped for (their targets: LP520)."""
+    return list(dict.fromkeys(d.file or "" for d in diagnostics if d.code in NOT_CHECKED_CODES))
+
+
 def counts(diagnostics: list[Diagnostic], checked: list[str]) -> dict[str, int]:
+    partly = len(partly_checked(diagnostics))
     return {
         "files": len(checked),
         "files_with_findings": len({d.file for d in diagnostics}),
         "errors": sum(d.severity == "error" for d in diagnostics),
         "warnings": sum(d.severity == "warning" for d in diagnostics),
         "infos": sum(d.severity == "info" for d in diagnostics),
+        "files_checked_fully": max(0, len(checked) - partly),
+        "files_checked_partly": partly,
     }
 
 
@@ -92,6 +103,8 @@ def _plural(n: int, word: str) -> str:
 def summary_line(diagnostics: list[Diagnostic], checked: list[str]) -> str:
     c = counts(diagnostics, checked)
     checked_txt = f"{_plural(c['files'], 'file')} checked"
+    if c["files_checked_partly"]:
+        checked_txt += f": {c['files_checked_fully']} fully, {c['files_checked_partly']} partly (targets not checked)"
     if not c["errors"] and not c["warnings"]:
         notes = f", {_plural(c['infos'], 'note')}" if c["infos"] else ""
         return f"All checks passed ({checked_txt}{notes})."
@@ -274,6 +287,7 @@ def render_sarif(diagnostics: list[Diagnostic]) -> str:
                 },
                 "columnKind": "unicodeCodePoints",
                 "results": results,
+                "properties": {"filesCheckedPartly": partly_checked(diagnostics)},
             }
         ],
     }

@@ -107,6 +107,17 @@ def _memory(plan: Any) -> list[str]:
     return lines
 
 
+def _source_rows(plan: Any) -> list[list[str]]:
+    from loraplan.output.arch_source import source_text, stored_text
+
+    origin = getattr(plan, "architecture_source", None)
+    rows = [["resolved from", source_text(origin).replace("|", "\\|")]]
+    stored = stored_text(origin)
+    if stored:
+        rows.append(["weights", stored.replace("|", "\\|")])
+    return rows
+
+
 def render_markdown(
     plan: Any,
     *,
@@ -128,6 +139,7 @@ def render_markdown(
                 ["", ""],
                 [
                     ["architecture", arch],
+                    *_source_rows(plan),
                     ["architecture fingerprint", code(plan.architecture_fingerprint)],
                     ["plan fingerprint", code(plan.fingerprint)],
                 ],

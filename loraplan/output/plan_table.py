@@ -123,12 +123,23 @@ def _section_memory(plan: Any, color: bool) -> list[str]:
 def _header(plan: Any, title: str | None, color: bool) -> list[str]:
     layers = num_layers(plan)
     arch = f"{plan.architecture} ({plan.model_class}" + (f", {layers} layers)" if layers else ")")
+    from loraplan.output.arch_source import source_text, stored_text
+
     cells = [
         ["architecture", arch],
+        ["resolved from", source_text(getattr(plan, "architecture_source", None))],
         ["arch fingerprint", plan.architecture_fingerprint],
         ["plan fingerprint", plan.fingerprint],
     ]
-    return [_heading("Plan", title or "", color), *align(cells)]
+    stored = stored_text(getattr(plan, "architecture_source", None))
+    if stored:
+        cells.insert(2, ["weights", stored])
+    lines = []
+    for line in align(cells):  # long source lines (alias evidence) wrap under their value
+        indent = " " * (len(line) - len(line.lstrip()) + max(len(c[0]) for c in cells) + 2)
+        lines += textwrap.wrap(line, WRAP, subsequent_indent=indent, break_on_hyphens=False,
+                               break_long_words=False) or [line]
+    return [_heading("Plan", title or "", color), *lines]
 
 
 def render_table(

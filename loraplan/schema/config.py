@@ -211,6 +211,11 @@ class Config(_Strict):
     architecture: str | None = Field(
         None, min_length=1, description="Override where the architecture comes from: catalog name, path or hub id."
     )
+    base_model_revision: str | None = Field(
+        None,
+        min_length=1,
+        description="Hub revision (branch, tag or commit) whose config.json is read for base_model / architecture.",
+    )
     model_class: str | None = Field(
         None,
         min_length=1,

@@ -247,10 +247,12 @@ def test_check_loaded_compiles_catalog_configs_offline():
     assert [(d.code, d.line) for d in diags if d.severity == "error"] == [("LP502", 3)]
 
 
-def test_check_loaded_stays_quiet_when_not_offline():
+def test_check_loaded_says_when_targets_are_not_checked():
     plan, diags = check_loaded(_load("base_model: some-org/unknown-model\nlora:\n  r: 8\n"))
-    assert (plan, diags) == (None, [])
-    assert check_loaded(_load("base_model: [oops]\n")) == (None, [])
+    assert plan is None
+    assert [(d.code, d.severity, d.line, d.column) for d in diags] == [("LP520", "warning", 1, 13)]
+    assert "targets not checked" in diags[0].message and "--online" in diags[0].hint
+    assert check_loaded(_load("base_model: [oops]\n")) == (None, [])  # no config: the schema errors say it
 
 
 def test_check_loaded_reports_resolve_errors_located():

@@ -212,11 +212,11 @@ def test_no_architectures_falls_back_to_causal_lm():
     assert from_config_json(data).model_class == "LlamaForCausalLM"
 
 
-def _error(source, **kw) -> str:
+def _error(source, code="LP512", **kw) -> str:
     with pytest.raises(ResolveError) as info:
         from_config_json(source, **kw)
     (d,) = info.value.diagnostics
-    assert d.code == "LP512" and d.severity == "error"
+    assert d.code == code and d.severity == "error"
     return d.message + " | " + (d.hint or "")
 
 
@@ -226,8 +226,9 @@ def test_unknown_model_type_suggests():
 
 
 def test_remote_code_is_refused():
-    text = _error({"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "auto_map": {"AutoConfig": "x.Y"}})
-    assert "remote code" in text
+    text = _error({"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "auto_map": {"AutoConfig": "x.Y"}},
+                  code="LP526")
+    assert "remote code" in text and "--arch" in text  # says what to pass instead
 
 
 def test_class_transformers_lacks():

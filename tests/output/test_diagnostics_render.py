@@ -107,7 +107,8 @@ class TestColorPolicy:
 class TestJson:
     def test_shape(self):
         payload = json.loads(render([*findings(), WARNING], "json", files=[FILE, "other.yaml"]))
-        assert payload["summary"] == {"files": 2, "files_with_findings": 1, "errors": 2, "warnings": 1, "infos": 0}
+        assert payload["summary"] == {"files": 2, "files_with_findings": 1, "errors": 2, "warnings": 1, "infos": 0,
+                                     "files_checked_fully": 2, "files_checked_partly": 0}
         assert payload["files"] == [FILE, "other.yaml"]
         first = payload["diagnostics"][0]
         assert first == {

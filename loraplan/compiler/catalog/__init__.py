@@ -262,6 +262,24 @@ def suggest(name: str, limit: int = 3) -> list[str]:
     return [spelled[f] for f in found]
 
 
+def alias_evidence(entry: CatalogEntry, alias: str, limit: int = 320) -> str:
+    """Why `alias` is planned as `entry`: the evidence its sources*.tsv row gives, shortened."""
+    for row in entry.sources:
+        note = row.note.strip().strip('"')
+        hits = list(re.finditer(rf"(ALIAS\s+)?{re.escape(alias)}(?![\w.-])", note, re.IGNORECASE))
+        if not hits:
+            continue
+        hit = next((h for h in hits if h.group(1)), hits[0])  # the row's own "ALIAS <name>" paragraph first
+        text = note[hit.end():].lstrip(" :")
+        end = text.find(" ALIAS ")
+        text = text[:end] if end > 0 else text
+        if len(text) > limit:  # whole clauses up to the limit
+            cut = max(text.rfind(". ", 0, limit), text.rfind("; ", 0, limit))
+            text = text[: cut + 1] if cut > 40 else text[:limit].rstrip() + "..."
+        return f"{text.strip()} ({row.tsv}:{row.line})"
+    return f"listed as an alias in the catalog's sources ({', '.join(sorted({r.tsv for r in entry.sources}))})"
+
+
 @lru_cache(maxsize=64)
 def _manifest_data(manifest_file: str) -> dict[str, Any]:
     return json.loads((MANIFESTS_DIR / manifest_file).read_text(encoding="utf-8"))
@@ -289,6 +307,7 @@ def load_catalog_architecture(name: str | CatalogEntry) -> Architecture:
 __all__ = [
     "CatalogEntry",
     "SourceRow",
+    "alias_evidence",
     "list_catalog",
     "load_catalog_architecture",
     "lookup",

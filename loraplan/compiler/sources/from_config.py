@@ -47,15 +47,29 @@ def read_config_dict(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dic
     return data, str(path)
 
 
-def _offline() -> None:
-    # huggingface_hub reads these when first imported; nothing here should reach the network anyway.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+_OFFLINE_KEYS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
+
+
+def _offline() -> list[str]:
+    """Keep transformers off the network while it builds: the variables it reads at import, set when
+    the user has not set them (returned, to be removed again after the import)."""
+    added = [key for key in _OFFLINE_KEYS if key not in os.environ]
+    for key in added:
+        os.environ[key] = "1"
+    return added
+
+
+def _hub_offline_switch() -> None:
+    """huggingface_hub's switch on for the process; sources/hub.py lifts it around its own fetch."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return
+    constants.HF_HUB_OFFLINE = True
 
 
 def _import_transformers() -> Any:
-    _offline()
+    added = _offline()
     try:
         import torch  # noqa: F401
         import transformers
@@ -64,6 +78,10 @@ def _import_transformers() -> Any:
             f"building an architecture from a config.json needs torch and transformers ({exc})",
             "pip install 'loraplan[hf]', or use a catalog architecture (`loraplan archs`)",
         ) from None
+    finally:
+        for key in added:  # the environment stays the user's (sources/hub.py reads HF_HUB_OFFLINE there)
+            os.environ.pop(key, None)
+    _hub_offline_switch()
     return transformers
 
 
@@ -79,8 +97,9 @@ def make_config(data: dict[str, Any], transformers: Any) -> Any:
             raise _fail(
                 f"model_type '{model_type}' needs remote code (auto_map in config.json); "
                 "loraplan never runs remote code",
-                "use a model ported to transformers, or build the model yourself and pass it "
-                "to loraplan.compile(config, model)",
+                "pass --arch (or `architecture:`) a config.json of a transformers-native port of this model, "
+                "or build the model yourself and pass it to loraplan.compile(config, model)",
+                code="LP526",
             )
         import difflib
 

@@ -43,7 +43,8 @@ def is_hub_id(name: str) -> bool:
 
 
 def find_cached_config(hub_id: str, revision: str = "main") -> Path | None:
-    """Path of the cached config.json of `hub_id` (the `revision` ref's snapshot, else the newest)."""
+    """Path of the cached config.json of `hub_id`: the `revision` ref's snapshot; for main (no pin)
+    without a ref, the newest snapshot."""
     if not is_hub_id(hub_id):
         return None
     folder_name = "models--" + hub_id.replace("/", "--")
@@ -60,6 +61,8 @@ def find_cached_config(hub_id: str, revision: str = "main") -> Path | None:
         pinned = snapshots / commit / "config.json"
         if pinned.is_file():
             return pinned
+        if revision != "main":  # a pinned revision is that snapshot or nothing
+            continue
         found = sorted(
             (p for p in snapshots.glob("*/config.json") if p.is_file()),
             key=lambda p: p.stat().st_mtime,

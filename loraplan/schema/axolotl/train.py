@@ -32,6 +32,8 @@ def translate_model(t: Tree) -> None:
         t.put(("base_model",), t.raw("base_model"), ("base_model",), "base_model")
     if t.given("base_model_config"):
         t.put(("architecture",), t.raw("base_model_config"), ("base_model_config",), "base_model_config")
+    if t.given("revision_of_model"):  # Axolotl passes it as `revision=` to from_pretrained
+        t.put(("base_model_revision",), t.raw("revision_of_model"), ("revision_of_model",), "revision_of_model")
     key = "model_type" if t.given("model_type") else "type_of_model"
     model_type = t.raw(key)
     if (
