@@ -65,6 +65,7 @@ CODES: dict[str, str] = {
     "LP513": "fan_in_fan_out set to fit the module type",
     "LP514": "target_parameters name matches nothing",
     "LP515": "modules_to_save wraps a module PEFT cannot save (an adapted layer or a module list)",
+    "LP550": "regex too slow to match (catastrophic backtracking): refused under a time budget",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

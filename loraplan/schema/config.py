@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from loraplan.schema.regex_budget import compile_user
+
 Dtype = Literal["bfloat16", "float16", "float32"]
 InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica"]
 PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
@@ -20,7 +22,7 @@ PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
 
 def _check_regex(value: str) -> str:
     try:
-        re.compile(value)
+        compile_user(value)
     except re.error as exc:
         raise PydanticCustomError("regex", "invalid regular expression: {error}", {"error": str(exc)}) from None
     return value
@@ -29,8 +31,8 @@ def _check_regex(value: str) -> str:
 def _check_pattern_key(key: str) -> str:
     r"""A rank_pattern / alpha_pattern key: PEFT matches it as `(.*\.)?(key)$`, so it must compile there."""
     try:
-        re.compile(key)
-        re.compile(rf"(.*\.)?({key})$")
+        compile_user(key)
+        compile_user(rf"(.*\.)?({key})$")
     except re.error as exc:
         raise PydanticCustomError(
             "regex", "key '{key}' is not a valid regular expression: {error}", {"key": key, "error": str(exc)}
