@@ -44,11 +44,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
+    from loraplan.commands.validate import read_text_quietly
+
+    return read_text_quietly(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,11 +56,11 @@ def _read(path: Path) -> dict | None:
 
 
 def _local_path(name: str) -> Path | None:
-    path = Path(name).expanduser()
     try:
+        path = Path(name).expanduser()
         if path.is_file() or (path.is_dir() and (path / "config.json").is_file()):
             return path
-    except OSError:
+    except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, `~nouser`
         return None
     return None
 
@@ -92,8 +92,11 @@ def find_route(name: str, model_class: str | None, allow_torch: bool, attempt: _
     if local is not None:
         return _config_route("config.json", name, local, model_class, allow_torch, attempt)
     p = Path(name).expanduser()
-    if p.is_dir():
-        attempt.reasons.append(f"folder {p} has no config.json")
+    try:
+        if p.is_dir():
+            attempt.reasons.append(f"folder {p} has no config.json")
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte: not a folder
+        pass
     entry = lookup(name)
     if entry is not None:
         if entry.builds(model_class):
@@ -104,7 +107,10 @@ def find_route(name: str, model_class: str | None, allow_torch: bool, attempt: _
             f"the catalog's {entry.name} is {entry.model_class}; building {model_class} needs transformers"
         )
         return None
-    cached = find_cached_config(name)
+    try:
+        cached = find_cached_config(name)
+    except (OSError, ValueError):  # the cache path such a name makes is too long: it is not cached
+        cached = None
     if cached is not None:
         return _config_route("hf-cache", name, cached, model_class, allow_torch, attempt)
     return None

@@ -66,6 +66,7 @@ CODES: dict[str, str] = {
     "LP514": "target_parameters name matches nothing",
     "LP515": "modules_to_save wraps a module PEFT cannot save (an adapted layer or a module list)",
     "LP550": "regex too slow to match (catastrophic backtracking): refused under a time budget",
+    "LP551": "internal error: the file was not fully checked",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from loraplan.schema.diagnostic import Diagnostic, Span
+from loraplan.schema.safe_read import ReadRefused, read_bounded
 
 MAX_FILE_BYTES = 1024 * 1024  # a LoRA config is a few kilobytes; the largest Axolotl example is 12 KB
 MAX_NODES = 100_000  # values after alias expansion
@@ -371,13 +372,21 @@ def read_source(path: str | Path, display: str | None = None) -> tuple[SourceDoc
     name = display or str(path)
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, [_too_big(size, name)]
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_FILE_BYTES)
+    except ReadRefused as exc:
+        if exc.too_large:
+            return None, [_too_big(_size(p), name)]
+        return None, [_diag("LP108", f"cannot read file: it {exc.strerror}", name, Span(1, 1))]
     except OSError as exc:
         return None, [_diag("LP108", f"cannot read file: {exc.strerror or exc}", name, Span(1, 1))]
     text, diagnostics = decode(raw, name)
     if text is None:
         return None, diagnostics
     return parse_text(text, name)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return MAX_FILE_BYTES + 1
