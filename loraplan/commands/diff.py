@@ -51,7 +51,7 @@ def _looks_like_plan(path: str) -> dict | None:
     if not path.lower().endswith(".json") and raw.lstrip()[:1] != b"{":
         return None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _report(f"{path} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -62,6 +62,10 @@ def _looks_like_plan(path: str) -> dict | None:
             "`loraplan plan CONFIG --format json -o FILE`"
         )
     return data
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _report(message: str) -> _Unusable:
