@@ -152,11 +152,21 @@ def _line_of(source: Any, line: int) -> str | None:
     if hasattr(source, "line_text"):
         return source.line_text(line)
     if isinstance(source, str):
-        from loraplan.schema.yaml_source import split_lines  # YAML's line breaks, as in the positions
-
-        lines = split_lines(source)
+        lines = _split_cached(source)
         return lines[line - 1] if line <= len(lines) else None
     return None
+
+
+_last_split: list = [None, []]
+
+
+def _split_cached(text: str) -> list[str]:
+    """split_lines of the last text asked for: one split per file, not one per finding."""
+    if _last_split[0] is not text:
+        from loraplan.schema.yaml_source import split_lines  # YAML's line breaks, as in the positions
+
+        _last_split[:] = [text, split_lines(text)]
+    return _last_split[1]
 
 
 def _paint(text: str, style: str, on: bool) -> str:

@@ -67,7 +67,10 @@ class SourceDoc:
         return self.span(path, key=True)
 
     def line_text(self, line: int) -> str:
-        lines = split_lines(self.text)
+        lines = self.__dict__.get("_lines")
+        if lines is None or self.__dict__.get("_lines_of") is not self.text:  # split once, not per finding
+            lines = self.__dict__["_lines"] = split_lines(self.text)
+            self.__dict__["_lines_of"] = self.text
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
