@@ -17,6 +17,7 @@ CODES: dict[str, str] = {
     "LP107": "file too large (size, number of values or nesting depth)",
     "LP108": "file cannot be read",
     "LP109": "mapping key is not a plain scalar",
+    "LP110": "YAML tag on a mapping or list (ignored by loraplan, honoured by other YAML readers)",
     # schema
     "LP201": "unknown key",
     "LP202": "missing required key",

@@ -78,6 +78,9 @@ def _is_empty(span: Span) -> bool:
     return span.end_line == span.line and span.end_column == span.column
 
 
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 class _BadScalar(Exception):
     def __init__(self, node: yaml.Node, error: Exception):
         self.node = node
@@ -140,6 +143,8 @@ class _Builder:
             self.doc.values[path] = _span(node)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
+        if node.tag not in _PLAIN_COLLECTION_TAGS:
+            self._tagged(node)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -147,6 +152,16 @@ class _Builder:
             return self._mapping(node, path, depth, merging)
         finally:
             self.active.discard(id(node))
+
+    def _tagged(self, node: yaml.Node) -> None:
+        """LP110: a tag on a mapping or list (`!!set`, `!!omap`, `!custom`) would change what the data
+        means to a YAML library that honours it; loraplan reads it as plain data, so it says so."""
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        what = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+        self.diagnostics.append(
+            _diag("LP110", f"YAML tag `{tag}` on a {what}: a config holds plain mappings and lists",
+                  self.doc.file, _span(node), hint=f"remove `{tag}`")
+        )
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         """The Python value of a scalar; PyYAML's constructors raise anything on odd input."""
