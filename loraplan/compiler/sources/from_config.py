@@ -116,9 +116,14 @@ def resolve_class(config: Any, data: dict[str, Any], model_class: str | None, tr
     if not name:
         name = "AutoModelForCausalLM"
     try:
-        cls = getattr(transformers, name, None)
+        cls = getattr(transformers, name, None) if name.isidentifier() else None
     except Exception:
         cls = None
+    if cls is not None and not is_model_class(cls, transformers):
+        raise _fail(
+            f"model_class '{name}' is not a model class of transformers",
+            "name a model class such as LlamaForCausalLM, or an AutoModel... class",
+        )
     if cls is None and not model_class and name != "AutoModelForCausalLM":
         # A class name transformers lacks (often a remote-code name) on a model type it knows:
         # AutoModelForCausalLM.from_pretrained (what trainers call) builds the mapped class.
@@ -141,6 +146,23 @@ def resolve_class(config: Any, data: dict[str, Any], model_class: str | None, tr
             ) from None
         name = cls.__name__
     return cls, name
+
+
+def is_model_class(obj: Any, transformers: Any) -> bool:
+    """A PreTrainedModel subclass or an AutoModel... class: what from_pretrained builds a model with.
+
+    Any other top-level name of transformers (`pipeline`, `AutoTokenizer`, `Trainer`, a function)
+    must never be called with a user's config.
+    """
+    if not isinstance(obj, type):
+        return False
+    if issubclass(obj, transformers.PreTrainedModel):
+        return True
+    try:
+        from transformers.models.auto.auto_factory import _BaseAutoModelClass
+    except ImportError:  # pragma: no cover - a transformers without it
+        return obj.__name__.startswith("AutoModel") and hasattr(obj, "_model_mapping")
+    return issubclass(obj, _BaseAutoModelClass)
 
 
 def config_for_class(cls: Any, config: Any, data: dict[str, Any]) -> Any:
