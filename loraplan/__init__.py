@@ -21,7 +21,10 @@ def load_config(path: str, dialect: str = "auto") -> Config:
     """Load and validate a YAML config; raises ConfigError carrying every diagnostic."""
     from loraplan.schema.load import load_file
 
-    result = load_file(path, dialect=dialect)  # type: ignore[arg-type]
+    try:
+        result = load_file(path, dialect=dialect)  # type: ignore[arg-type]
+    except (OSError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        raise _internal(ConfigError, path, exc) from exc
     if not result.ok:
         raise ConfigError(f"{path}: config has errors", result.diagnostics)
     assert result.config is not None
@@ -32,7 +35,18 @@ def compile(config: Config, architecture: Any = None) -> Plan:
     """Resolve `config` against an architecture (None: from the config) into a Plan."""
     from loraplan.compiler.compile import compile_plan
 
-    return compile_plan(config, architecture)
+    try:
+        return compile_plan(config, architecture)
+    except LoraplanError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise _internal(ResolveError, getattr(config, "base_model", "<config>"), exc) from exc
+
+
+def _internal(kind: type[LoraplanError], what: str, exc: BaseException) -> LoraplanError:
+    """The API raises only loraplan's errors; the cause stays chained for a traceback."""
+    message = f"{what}: {type(exc).__name__}: {exc}"
+    return kind(message, [Diagnostic("LP512", "error", message)])
 
 
 def load_model(config: Config, path: str, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ Exit codes: 0 no errors, 1 errors found, 2 usage or internal error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -60,8 +61,17 @@ def _requested_command(argv: Sequence[str]) -> str | None:
     return name if name in COMMANDS else None
 
 
+def _tolerant_streams() -> None:
+    """Never crash on a character the terminal's encoding lacks (LANG=C, PYTHONIOENCODING=ascii)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+                stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_streams()
     only = _requested_command(argv)
     parser = build_parser(only)
     if only and argv[0] not in parser.get_default("_command_names"):

@@ -15,6 +15,8 @@ from typing import Any
 
 from loraplan.commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, add_arch_flag, add_dialect_flag
 
+MAX_PLAN_BYTES = 256 * 1024 * 1024  # a 405B model's plan is ~30 MB
+
 
 class _Unusable(Exception):
     """An argument that gives no plan; the message (and any findings) were already reported."""
@@ -38,26 +40,32 @@ def add_parser(subparsers: Any) -> None:
 
 def _looks_like_plan(path: str) -> dict | None:
     """The parsed JSON object when `path` holds a plan (JSON with `injections`), else None."""
-    if not path.lower().endswith(".json"):
-        try:
-            with open(path, "rb") as fh:
-                if fh.read(64).lstrip()[:1] != b"{":
-                    return None
-        except OSError:
-            return None
+    from loraplan.schema.safe_read import read_bounded
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        raw = read_bounded(path, MAX_PLAN_BYTES)
     except OSError as exc:
-        raise _report(f"cannot read {path}: {exc.strerror or exc}") from None
+        if path.lower().endswith(".json"):
+            raise _report(f"cannot read {path}: {exc.strerror or exc}") from None
+        return None  # not a plan: the config loader reports it, located
+    if not path.lower().endswith(".json") and raw.lstrip()[:1] != b"{":
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _report(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _report(f"{path} is not a plan: JSON nested too deeply") from None
     if not isinstance(data, dict) or "injections" not in data:
         raise _report(
             f"{path} is JSON but not a loraplan plan (no `injections`); write one with "
             "`loraplan plan CONFIG --format json -o FILE`"
         )
     return data
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _report(message: str) -> _Unusable:
@@ -73,7 +81,7 @@ def load_plan(path: str, args: argparse.Namespace) -> Any:
     if data is not None:
         try:
             return Plan.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise _report(f"{path} is not a plan this loraplan can read: {type(exc).__name__}: {exc}") from None
     from loraplan.commands.plan import compile_file
     from loraplan.output.diagnostics import render, use_color
@@ -103,10 +111,16 @@ def run(args: argparse.Namespace) -> int:
         b = load_plan(args.b, args)
     except _Unusable:
         return EXIT_USAGE
-    d = compare(a, b, args.a, args.b)
-    if args.format == "json":
-        sys.stdout.write(render_json(d))
-    else:
-        sys.stdout.write(render_text(d, color=use_color(sys.stdout), ascii_only=ascii_stdout()))
+    try:
+        d = compare(a, b, args.a, args.b)
+        if args.format == "json":
+            text = render_json(d)
+        else:
+            text = render_text(d, color=use_color(sys.stdout), ascii_only=ascii_stdout())
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        # Plan.from_dict checks the layout, not every value: a hand-edited plan fails here.
+        _report(f"{args.a} or {args.b} is not a plan this loraplan can compare: {type(exc).__name__}: {exc}")
+        return EXIT_USAGE
+    sys.stdout.write(text)
     sys.stdout.flush()
     return EXIT_OK if d.identical else EXIT_FINDINGS

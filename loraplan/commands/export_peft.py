@@ -15,6 +15,7 @@ from typing import Any
 from loraplan.commands import (
     EXIT_FINDINGS,
     EXIT_OK,
+    EXIT_USAGE,
     add_arch_flag,
     add_dialect_flag,
     add_format_flag,
@@ -37,6 +38,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", metavar="DIR", default=None, help="write DIR/adapter_config.json (default: stdout)"
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="with -o: replace an existing adapter_config.json (also one next to trained weights) or a symlink",
+    )
     add_arch_flag(parser)
     add_dialect_flag(parser)
     add_format_flag(parser)
@@ -44,18 +49,16 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
+    from loraplan.commands.validate import read_text_quietly
+
+    return read_text_quietly(path)
 
 
 def run(args: argparse.Namespace) -> int:
     from loraplan.compiler.compile import check_loaded
     from loraplan.output.diagnostics import render
     from loraplan.runtime.export import adapter_config as build
-    from loraplan.runtime.export import to_json, write_adapter_config
+    from loraplan.runtime.export import to_json
     from loraplan.schema.load import load_file
 
     result = load_file(args.config, dialect=args.dialect)
@@ -74,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     assert plan is not None
     if args.output:
-        path = write_adapter_config(plan, args.output)
+        from loraplan.commands.output_file import Refused, adapter_dir, write_text
+        from loraplan.runtime.export import CONFIG_NAME
+
+        try:
+            folder = adapter_dir(args.output, force=args.force)
+            path = write_text(folder / CONFIG_NAME, to_json(build(plan)), force=args.force, inputs=[args.config])
+        except Refused as exc:
+            print(f"loraplan: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"wrote {path}", file=sys.stderr)
     else:
         sys.stdout.write(to_json(build(plan)) + "\n")

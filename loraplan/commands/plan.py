@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
     add_dialect_flag(parser)
     add_strict_flag(parser)
     parser.add_argument("-o", "--output", metavar="FILE", default=None, help="write the plan to FILE instead of stdout")
+    parser.add_argument("--force", action="store_true", help="with -o: replace an existing FILE (or a symlink)")
 
 
 def can_print(stream: Any, text: str = "α→×") -> bool:
@@ -103,11 +104,12 @@ def run(args: argparse.Namespace) -> int:
     plan, diagnostics, _ = compile_file(args.config, args.dialect, args.arch, args.strict)
     if args.output:
         text = document(plan, diagnostics, args.config, args.format, color=False, ascii_only=False)
+        from loraplan.commands.output_file import Refused, write_text
+
         try:
-            with open(args.output, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-        except OSError as exc:
-            print(f"loraplan: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            write_text(args.output, text, force=args.force, inputs=[args.config, *([args.arch] if args.arch else [])])
+        except Refused as exc:
+            print(f"loraplan: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if any(d.severity in ("error", "warning") for d in diagnostics):  # say why the exit code is what it is
             sources = {args.config: _source_text(args.config)}

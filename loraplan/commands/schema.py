@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -21,6 +20,7 @@ def add_parser(subparsers: Any) -> None:
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead of stdout")
+    parser.add_argument("--force", action="store_true", help="with -o: replace an existing FILE (or a symlink)")
     group.add_argument(
         "--check",
         action="store_true",
@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from loraplan.commands.output_file import Refused, write_text
+
+        try:
+            write_text(args.output, text, force=args.force)
+        except Refused as exc:
+            print(f"loraplan: {exc}", file=sys.stderr)
+            return 2
         return 0
     sys.stdout.write(text)
     return 0

@@ -61,14 +61,24 @@ def compiler_check() -> Any:
 
 def read_text_quietly(path: str) -> str | None:
     """The file's text for source lines in the report (None when it cannot be read)."""
+    from loraplan.schema.safe_read import read_bounded
     from loraplan.schema.yaml_source import MAX_FILE_BYTES
 
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        raw = read_bounded(path, MAX_FILE_BYTES)
     except OSError:
         return None
     return raw.decode("utf-8-sig", errors="replace")
+
+
+def internal_error_finding(path: str, exc: BaseException) -> Any:
+    """LP551 for a file whose check crashed: no output format may then read as "passed"."""
+    from loraplan.schema.diagnostic import Diagnostic
+
+    return Diagnostic(
+        "LP551", "error", f"internal error: {type(exc).__name__}: {exc}; this file was not fully checked",
+        file=path, line=1, column=1, hint="set LORAPLAN_DEBUG=1 to see the traceback, and please report it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = output_format(args.format)
     files = list(dict.fromkeys(args.files))
+    if args.arch is not None:
+        from loraplan.compiler.arch_argument import arch_argument_problem
+
+        problem = arch_argument_problem(args.arch)
+        if problem:
+            print(f"loraplan: --arch {args.arch!r} {problem}", file=sys.stderr)
+            return EXIT_USAGE
     internal_error = False
     try:
         check = compiler_check()
@@ -97,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"loraplan: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             internal_error = True
+            diagnostics.append(internal_error_finding(path, exc))
 
     if fmt == "text":  # source lines under the findings, read from the files the user wrote
         sources = {file: read_text_quietly(file) for file in {d.file for d in diagnostics} if file}
     diagnostics = apply_strict(diagnostics, args.strict)
-    sys.stdout.write(render(diagnostics, fmt, sources, files=files))
+    sys.stdout.write(render(diagnostics, fmt, sources, files=files, execution_ok=not internal_error))
     sys.stdout.flush()
     return EXIT_USAGE if internal_error else exit_code(diagnostics)

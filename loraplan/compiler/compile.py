@@ -16,6 +16,7 @@ from loraplan.compiler.memory import estimate_memory
 from loraplan.compiler.plan import Plan
 from loraplan.compiler.targets import resolve_targets
 from loraplan.compiler.totals import compute_totals
+from loraplan.schema import regex_budget
 from loraplan.schema.diagnostic import Diagnostic, sort_diagnostics
 
 if TYPE_CHECKING:
@@ -91,16 +92,20 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
-    config, arch, notes = axolotl.expand(config, arch, source)
-    res = resolve_targets(config.lora, arch)
-    notes += axolotl.patch_resolution(config, res, arch, source)
-    modules, params = build_injections(config.lora, res, arch)
-    params = axolotl.patch_parameters(config, res, params)
-    coverage = build_coverage(config.lora, res, arch, modules, params)
-    totals = compute_totals(config, res, arch)
-    diagnostics = notes + axolotl.findings(
-        config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
-    diagnostics += _prequantized(config, arch, modules, params, source)
+    try:
+        with regex_budget.budget():
+            config, arch, notes = axolotl.expand(config, arch, source)
+            res = resolve_targets(config.lora, arch)
+            notes += axolotl.patch_resolution(config, res, arch, source)
+            modules, params = build_injections(config.lora, res, arch)
+            params = axolotl.patch_parameters(config, res, params)
+            coverage = build_coverage(config.lora, res, arch, modules, params)
+            totals = compute_totals(config, res, arch)
+            diagnostics = notes + axolotl.findings(
+                config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
+            diagnostics += _prequantized(config, arch, modules, params, source)
+    except regex_budget.RegexBudgetError as exc:
+        raise _budget_error(exc, config, source) from None
     return Plan(
         architecture_source=dict(arch.origin) or {"kind": arch.source},
         config=config.model_dump(mode="json"),
@@ -127,6 +132,45 @@ def _prequantized(config: Config, arch: Architecture, modules: list, params: lis
         return found
     keys = {"LP528": ("quantization", "load_in_4bit" if config.load_in_4bit else "load_in_8bit")}
     return [d.at(source.span(keys.get(d.code, ("base_model",))), source.file) for d in found]
+
+
+def _budget_error(exc: regex_budget.RegexBudgetError, config: Config, source: SourceDoc | None) -> Exception:
+    """LP550 at the pattern the user wrote (its key when it is a rank/alpha_pattern key)."""
+    from loraplan.errors import ConfigError
+
+    path, is_key = _find_text(config.model_dump(mode="python"), exc.pattern)
+    diag = Diagnostic(
+        "LP550", "error", f"regex `{_short(exc.pattern)}` is too slow to match: {exc.reason}",
+        hint="nested repeats like `(a+)+` or `(.*)*` backtrack exponentially; write each repeat once, "
+             "e.g. `.*\\.(q_proj|v_proj)`",
+    )
+    if source is not None:
+        span = source.key_span(path) if is_key else source.span(path)
+        diag = diag.at(span, source.file)
+    return ConfigError("a regex in the config is too slow to match", [diag])
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _find_text(data: Any, text: str, path: tuple = ()) -> tuple[tuple, bool]:
+    """The path of the first value (or key) equal to `text` in the config data; () when absent."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k == text:
+                return (*path, k), True
+            found, is_key = _find_text(v, text, (*path, k))
+            if found:
+                return found, is_key
+    elif isinstance(data, (list, tuple, set)):
+        for i, v in enumerate(sorted(data, key=str) if isinstance(data, set) else data):
+            found, is_key = _find_text(v, text, (*path, i))
+            if found:
+                return found, is_key
+    elif data == text:
+        return path, False
+    return (), False
 
 
 def check_loaded(

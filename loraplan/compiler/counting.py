@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from loraplan.compiler.architecture import Architecture, ModuleInfo
+from loraplan.schema import regex_budget
 
 QUANT_STORAGE_ITEMSIZE = {"uint8": 1, "int8": 1, "float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -115,7 +116,7 @@ def _should_convert(name: str, patterns: list[str]) -> bool:
     boundary = r"(?:(?<=\.)|(?=\.|$))"
     for key in patterns:
         try:
-            if re.match(rf"(?:{key}){boundary}", name):
+            if regex_budget.match(rf"(?:{key}){boundary}", name, origin=key):
                 return False
         except re.error:
             pass

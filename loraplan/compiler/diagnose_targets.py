@@ -258,7 +258,7 @@ def patterns(ctx: Ctx) -> Iterator[Diagnostic]:
     for field in ("rank_pattern", "alpha_pattern"):
         keys = list(getattr(ctx.lora, field))
         for k in keys:
-            matched = [t for t in targets if mt.safe_match(rf"(.*\.)?({k})$", t)]
+            matched = [t for t in targets if mt.safe_match(rf"(.*\.)?({k})$", t, origin=k)]
             path = ("lora", field, k)
             if not matched:
                 yield ctx.d("LP508", "warning", f"{field} key `{k}` matches no adapted module or parameter "

@@ -25,6 +25,7 @@ from loraplan.compiler.peft_tables import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     SEQ_CLS_HEAD_NAMES,
 )
+from loraplan.schema import regex_budget
 
 YES, NO, EXCLUDED = "yes", "no", "excluded"
 _DEFAULT_LAYER_RE = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")
@@ -68,10 +69,14 @@ class Spec:
         )
 
 
-def safe_match(pattern: str, text: str, full: bool = False) -> bool:
-    """re.match / re.fullmatch that treats an invalid pattern as no match (PEFT would raise; diagnosed)."""
+def safe_match(pattern: str, text: str, full: bool = False, origin: str | None = None) -> bool:
+    """re.match / re.fullmatch that treats an invalid pattern as no match (PEFT would raise; diagnosed).
+
+    Runs under regex_budget (charged to `origin`, the user's own text inside `pattern`): a pattern
+    that backtracks for too long raises RegexBudgetError, reported as LP550.
+    """
     try:
-        return bool(re.fullmatch(pattern, text) if full else re.match(pattern, text))
+        return bool(regex_budget.match(pattern, text, full=full, origin=origin))
     except re.error:
         return False
 
@@ -97,7 +102,7 @@ def entry_matches(entry: str, key: str, *, is_regex: bool) -> bool:
 def is_modules_to_save_excluded(modules_to_save: list[str] | None, key: str) -> bool:
     """check_target_module_exists: adapters never go on (or inside) a modules_to_save module."""
     return bool(modules_to_save) and any(
-        safe_match(rf"(^|.*\.){m}($|\..*)", key) for m in modules_to_save or []
+        safe_match(rf"(^|.*\.){m}($|\..*)", key, origin=m) for m in modules_to_save or []
     )
 
 
@@ -120,7 +125,7 @@ def layer_index(key: str, layers_pattern: str | list[str] | None) -> int | None:
     else:
         for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
             try:
-                match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+                match = regex_budget.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, origin=pattern)
             except re.error:
                 match = None
             if match is not None:
@@ -163,7 +168,7 @@ def check_target_module_exists(spec: Spec, key: str) -> str:
 def pattern_key(keys: list[str], key: str) -> str | None:
     """get_pattern_key: the first rank/alpha pattern key matching the end of `key` (None: none)."""
     for k in keys:
-        if safe_match(rf"(.*\.)?({k})$", key):
+        if safe_match(rf"(.*\.)?({k})$", key, origin=k):
             return k
     return None
 

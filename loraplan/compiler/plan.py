@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -100,7 +101,8 @@ class Plan:
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, default=_json_default)
+        return json.dumps(finite(self.to_dict()), indent=indent, sort_keys=False, default=_json_default,
+                          allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -138,6 +140,21 @@ class Plan:
         }
         blob = json.dumps(core, sort_keys=True, default=_json_default).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def finite(value: Any) -> Any:
+    """`value` with every inf / NaN float as None: JSON has no such numbers (`Infinity` is not JSON).
+
+    A validated config holds only finite numbers (lora_alpha, alpha_pattern, thresholds reject
+    .inf and .nan), so one here comes from an overflow in an estimate: null says "no number".
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _shallow(item: Any) -> dict[str, Any]:

@@ -78,13 +78,16 @@ def _read(path: Path) -> dict | None:
 def _is_config(path: Path) -> bool:
     try:
         return path.is_file() or (path.is_dir() and (path / "config.json").is_file())
-    except OSError:
+    except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, `~nouser`
         return False
 
 
 def _local_path(name: str, base_dir: Path | None = None) -> Path | None:
     """The config.json or model folder `name` names: relative to `base_dir` first, then the cwd."""
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except (OSError, ValueError, RuntimeError):
+        return None
     candidates = [path]
     if base_dir is not None and not path.is_absolute():
         candidates.insert(0, base_dir / path)
@@ -128,8 +131,11 @@ def find_route(name: str, model_class: str | None, allow_torch: bool, attempt: _
         return _config_route("config.json", name, local, model_class, allow_torch, attempt,
                              {"kind": "file", "path": str(local)})
     p = Path(name).expanduser()
-    if p.is_dir():
-        attempt.reasons.append(f"folder {p} has no config.json")
+    try:
+        if p.is_dir():
+            attempt.reasons.append(f"folder {p} has no config.json")
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte: not a folder
+        pass
     entry = lookup(name)
     if entry is not None:
         origin: dict[str, Any] = {"kind": "catalog", "entry": entry.name, "config": entry.config_file}
@@ -145,7 +151,10 @@ def find_route(name: str, model_class: str | None, allow_torch: bool, attempt: _
         )
         return None
     revision = attempt.revision or "main"
-    cached = find_cached_config(name, revision)
+    try:
+        cached = find_cached_config(name, revision)
+    except (OSError, ValueError):  # the cache path such a name makes is too long: it is not cached
+        cached = None
     if cached is not None:
         origin = {"kind": "hf-cache", "path": str(cached), "revision": revision, "commit": cached.parent.name}
         return _config_route("hf-cache", name, cached, model_class, allow_torch, attempt, origin)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -52,15 +53,21 @@ def render(
     *,
     files: Iterable[str] | None = None,
     color: bool | None = None,
+    execution_ok: bool = True,
 ) -> str:
     """All findings in one of FORMATS.
 
     `sources` maps a file name to its SourceDoc or text (for the source line under each finding);
     `files` lists every file that was checked (for the summary; default: those with findings);
-    `color` None means `use_color()` (stdout is a terminal and NO_COLOR is not set).
+    `color` None means `use_color()` (stdout is a terminal and NO_COLOR is not set);
+    `execution_ok` False (an internal error) is SARIF's `executionSuccessful: false`.
     """
-    diags = sort_diagnostics(list(diagnostics))
+    # JSON escapes control characters itself; GitHub's escape_data takes CR and LF.
+    controls: bool | re.Pattern[str] = _IN_GITHUB if fmt == "github" else fmt == "text"
+    diags = [_printable_diagnostic(d, controls, fmt != "sarif") for d in sort_diagnostics(list(diagnostics))]
     checked = list(dict.fromkeys(files)) if files is not None else list(dict.fromkeys(d.file or "" for d in diags))
+    checked = [printable(f, controls) for f in checked]
+    sources = {printable(k, controls): v for k, v in (sources or {}).items()}
     if fmt == "text":
         return render_text(diags, sources or {}, checked, use_color() if color is None else color)
     if fmt == "json":
@@ -68,8 +75,44 @@ def render(
     if fmt == "github":
         return render_github(diags, checked)
     if fmt == "sarif":
-        return render_sarif(diags)
+        return render_sarif(diags, execution_ok)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+# --- untrusted text -----------------------------------------------------------------------------
+
+# C0/C1 controls, DEL, the Unicode line separators, and lone surrogates (the bytes of a file name
+# that is not UTF-8, as Python's surrogateescape decodes them).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_IN_SOURCE_LINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # tabs stay (carets)
+_IN_GITHUB = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # escape_data: CR, LF
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, controls: bool | re.Pattern[str] = True) -> str:
+    """`text` safe to print: escapes (`\\x1b`, `\\xff`) for what could drive a terminal or forge a
+    line (controls), and for the bytes of a non-UTF-8 file name (always: no encoder takes them)."""
+    pattern = controls if isinstance(controls, re.Pattern) else _UNPRINTABLE if controls else _SURROGATES
+    return pattern.sub(_escape, text)
+
+
+def _printable_diagnostic(d: Diagnostic, controls: bool | re.Pattern[str], file: bool = True) -> Diagnostic:
+    """SARIF keeps the file name as it is: its URI percent-encodes the name's own bytes."""
+    from dataclasses import replace
+
+    return replace(
+        d,
+        file=printable(d.file, controls) if d.file and file else d.file,
+        message=printable(d.message, controls),
+        hint=printable(d.hint, controls) if d.hint else d.hint,
+    )
 
 
 # --- counting ---------------------------------------------------------------------------------
@@ -122,11 +165,21 @@ def _line_of(source: Any, line: int) -> str | None:
     if hasattr(source, "line_text"):
         return source.line_text(line)
     if isinstance(source, str):
-        from loraplan.schema.yaml_source import split_lines  # YAML's line breaks, as in the positions
-
-        lines = split_lines(source)
+        lines = _split_cached(source)
         return lines[line - 1] if line <= len(lines) else None
     return None
+
+
+_last_split: list = [None, []]
+
+
+def _split_cached(text: str) -> list[str]:
+    """split_lines of the last text asked for: one split per file, not one per finding."""
+    if _last_split[0] is not text:
+        from loraplan.schema.yaml_source import split_lines  # YAML's line breaks, as in the positions
+
+        _last_split[:] = [text, split_lines(text)]
+    return _last_split[1]
 
 
 def _paint(text: str, style: str, on: bool) -> str:
@@ -155,7 +208,7 @@ def format_one(d: Diagnostic, source: Any = None, color: bool = False) -> str:
     if text is not None and d.line:
         bar = _paint("|", "dim", color)
         padding, marker = _caret(text, d)
-        out.append(f" {_paint(str(d.line), 'dim', color)} {bar} {text.rstrip()}")
+        out.append(f" {_paint(str(d.line), 'dim', color)} {bar} {printable(text.rstrip(), _IN_SOURCE_LINE)}")
         out.append(f" {' ' * gutter} {bar} {padding}{_paint(marker, d.severity, color)}")
     if d.hint:
         out.append(f" {' ' * gutter} {_paint('help:', 'help', color)} {d.hint}")
@@ -243,10 +296,10 @@ def _uri(file: str) -> str:
     path = Path(file)
     if path.is_absolute():
         return path.as_uri()
-    return quote(path.as_posix(), safe="/")
+    return quote(os.fsencode(path.as_posix()), safe="/")
 
 
-def render_sarif(diagnostics: list[Diagnostic]) -> str:
+def render_sarif(diagnostics: list[Diagnostic], execution_ok: bool = True) -> str:
     from loraplan import __version__
     from loraplan.schema.codes import CODES
 
@@ -286,6 +339,7 @@ def render_sarif(diagnostics: list[Diagnostic]) -> str:
                     }
                 },
                 "columnKind": "unicodeCodePoints",
+                "invocations": [{"executionSuccessful": execution_ok}],
                 "results": results,
                 "properties": {"filesCheckedPartly": partly_checked(diagnostics)},
             }

@@ -306,7 +306,9 @@ def render_json(d: PlanDiff) -> str:
             n: {"a": x, "b": y, "delta": (y - x) if x is not None and y is not None else None} for n, x, y in d.memory
         },
     }
-    return json.dumps(payload, indent=2, ensure_ascii=False, default=_default) + "\n"
+    from loraplan.compiler.plan import finite
+
+    return json.dumps(finite(payload), indent=2, ensure_ascii=False, default=_default, allow_nan=False) + "\n"
 
 
 def _default(value: Any) -> Any:

@@ -139,7 +139,7 @@ def adapter_config(plan: Plan, *, use_peft: bool | None = None, model_type: str 
 
 def to_json(data: dict[str, Any]) -> str:
     """Serialised as PEFT's PeftConfig.save_pretrained does (indent 2, sorted keys)."""
-    return json.dumps(data, indent=2, sort_keys=True)
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False)  # the config holds finite numbers only
 
 
 def write_adapter_config(plan: Plan, directory: str | Path, **kwargs: Any) -> Path:

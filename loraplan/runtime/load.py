@@ -98,7 +98,13 @@ def model_class(config: Config, folder: Path) -> Any:
         except (OSError, ValueError) as exc:
             raise LoraplanError(f"{folder}/config.json cannot be read: {exc}") from None
         name = archs[0] if archs else _AUTO_BY_TASK.get(config.lora.task_type, "AutoModelForCausalLM")
-    cls = getattr(transformers, name, None)
+    from loraplan.compiler.sources.from_config import is_model_class
+
+    cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if cls is not None and not is_model_class(cls, transformers):
+        raise LoraplanError(
+            f"model_class {name!r} is not a model class of transformers; name one such as LlamaForCausalLM"
+        )
     if cls is None:
         raise LoraplanError(
             f"model class {name!r} is not in transformers {transformers.__version__}; "

@@ -17,6 +17,7 @@ CODES: dict[str, str] = {
     "LP107": "file too large (size, number of values or nesting depth)",
     "LP108": "file cannot be read",
     "LP109": "mapping key is not a plain scalar",
+    "LP110": "YAML tag on a mapping or list (ignored by loraplan, honoured by other YAML readers)",
     # schema
     "LP201": "unknown key",
     "LP202": "missing required key",
@@ -83,6 +84,8 @@ CODES: dict[str, str] = {
     "LP528": "bitsandbytes quantization asked on an already-quantized checkpoint",
     "LP529": "pre-quantized checkpoint: the stored format and PEFT's LoRA support for it",
     "LP536": "hub: other HTTP error (403, 429, 5xx)",
+    "LP550": "regex too slow to match (catastrophic backtracking): refused under a time budget",
+    "LP551": "internal error: the file was not fully checked",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from loraplan.schema.regex_budget import compile_user
+
 Dtype = Literal["bfloat16", "float16", "float32"]
 InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica"]
 PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
@@ -20,7 +22,7 @@ PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
 
 def _check_regex(value: str) -> str:
     try:
-        re.compile(value)
+        compile_user(value)
     except re.error as exc:
         raise PydanticCustomError("regex", "invalid regular expression: {error}", {"error": str(exc)}) from None
     return value
@@ -29,8 +31,8 @@ def _check_regex(value: str) -> str:
 def _check_pattern_key(key: str) -> str:
     r"""A rank_pattern / alpha_pattern key: PEFT matches it as `(.*\.)?(key)$`, so it must compile there."""
     try:
-        re.compile(key)
-        re.compile(rf"(.*\.)?({key})$")
+        compile_user(key)
+        compile_user(rf"(.*\.)?({key})$")
     except re.error as exc:
         raise PydanticCustomError(
             "regex", "key '{key}' is not a valid regular expression: {error}", {"key": key, "error": str(exc)}
@@ -68,10 +70,12 @@ class LoraSection(_Strict):
 
     r: int = Field(8, ge=1, le=65536, description="LoRA rank: the inner dimension of A (r x in) and B (out x r).")
     lora_alpha: float = Field(
-        8, gt=0, description="Scaling numerator: the update is scaled by lora_alpha / r (or / sqrt(r) with rsLoRA)."
+        8, gt=0, allow_inf_nan=False,
+        description="Scaling numerator: the update is scaled by lora_alpha / r (or / sqrt(r) with rsLoRA)."
     )
     lora_dropout: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input; 0 skips dropout work entirely."
+        0.0, ge=0.0, lt=1.0, allow_inf_nan=False,
+        description="Dropout on the adapter input; 0 skips dropout work entirely."
     )
     target_modules: Names | Regex | None = Field(
         None,
@@ -102,7 +106,7 @@ class LoraSection(_Strict):
         default_factory=dict,
         description="Per-module rank: regex key matched against the end of the module name (first key wins).",
     )
-    alpha_pattern: dict[PatternKey, Annotated[float, Field(gt=0)]] = Field(
+    alpha_pattern: dict[PatternKey, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="Per-module alpha, keys as in rank_pattern."
     )
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by lora_alpha / sqrt(r).")
@@ -141,7 +145,7 @@ class QuantizationSection(_Strict):
     bnb_4bit_quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
         "uint8", description="dtype the packed 4-bit weights are stored in; FSDP needs it equal to the model dtype."
     )
-    llm_int8_threshold: float = Field(6.0, ge=0, description="Outlier threshold of LLM.int8.")
+    llm_int8_threshold: float = Field(6.0, ge=0, allow_inf_nan=False, description="Outlier threshold of LLM.int8.")
     llm_int8_skip_modules: Names | None = Field(None, description="Modules left unquantised.")
     llm_int8_enable_fp32_cpu_offload: bool = Field(False, description="Allow fp32 CPU offload of some modules.")
     llm_int8_has_fp16_weight: bool = Field(False, description="Keep fp16 main weights in 8-bit mode.")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from loraplan.schema.diagnostic import Diagnostic, Span
+from loraplan.schema.safe_read import ReadRefused, read_bounded
 
 MAX_FILE_BYTES = 1024 * 1024  # a LoRA config is a few kilobytes; the largest Axolotl example is 12 KB
 MAX_NODES = 100_000  # values after alias expansion
@@ -66,12 +67,18 @@ class SourceDoc:
         return self.span(path, key=True)
 
     def line_text(self, line: int) -> str:
-        lines = split_lines(self.text)
+        lines = self.__dict__.get("_lines")
+        if lines is None or self.__dict__.get("_lines_of") is not self.text:  # split once, not per finding
+            lines = self.__dict__["_lines"] = split_lines(self.text)
+            self.__dict__["_lines_of"] = self.text
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
 def _is_empty(span: Span) -> bool:
     return span.end_line == span.line and span.end_column == span.column
+
+
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 class _BadScalar(Exception):
@@ -136,6 +143,8 @@ class _Builder:
             self.doc.values[path] = _span(node)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
+        if node.tag not in _PLAIN_COLLECTION_TAGS:
+            self._tagged(node)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -143,6 +152,16 @@ class _Builder:
             return self._mapping(node, path, depth, merging)
         finally:
             self.active.discard(id(node))
+
+    def _tagged(self, node: yaml.Node) -> None:
+        """LP110: a tag on a mapping or list (`!!set`, `!!omap`, `!custom`) would change what the data
+        means to a YAML library that honours it; loraplan reads it as plain data, so it says so."""
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        what = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+        self.diagnostics.append(
+            _diag("LP110", f"YAML tag `{tag}` on a {what}: a config holds plain mappings and lists",
+                  self.doc.file, _span(node), hint=f"remove `{tag}`")
+        )
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         """The Python value of a scalar; PyYAML's constructors raise anything on odd input."""
@@ -371,13 +390,21 @@ def read_source(path: str | Path, display: str | None = None) -> tuple[SourceDoc
     name = display or str(path)
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, [_too_big(size, name)]
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_FILE_BYTES)
+    except ReadRefused as exc:
+        if exc.too_large:
+            return None, [_too_big(_size(p), name)]
+        return None, [_diag("LP108", f"cannot read file: it {exc.strerror}", name, Span(1, 1))]
     except OSError as exc:
         return None, [_diag("LP108", f"cannot read file: {exc.strerror or exc}", name, Span(1, 1))]
     text, diagnostics = decode(raw, name)
     if text is None:
         return None, diagnostics
     return parse_text(text, name)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return MAX_FILE_BYTES + 1

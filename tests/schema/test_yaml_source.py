@@ -253,3 +253,25 @@ def test_windows_line_endings_keep_positions():
 def test_old_mac_line_endings_count_as_lines_as_in_yaml():
     assert found("a: 1\rb: c: d\r") == [("LP101", 2, 5)]
     assert found("a: 1\rb: [\r") == found("a: 1\nb: [\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "where"),
+    [
+        ("lora: !!set {a, b}\n", "!!set", (1, 7)),
+        ("lora:\n  target_modules: !custom [q_proj]\n", "!custom", (2, 19)),
+        ("lora: !!omap [{a: 1}]\n", "!!omap", (1, 7)),
+        ("lora: !!python/object:x\n  r: 8\n", "!!python/object:x", (1, 7)),
+    ],
+)
+def test_tags_on_collections_are_reported(text, tag, where):
+    """LP110: a tag on a mapping or list is not silently dropped (issue 13)."""
+    doc, diagnostics = parse_text("base_model: m\n" + text, "c.yaml")
+    [d] = [d for d in diagnostics if d.code == "LP110"]
+    assert f"`{tag}`" in d.message
+    assert (d.line - 1, d.column) == where
+
+
+def test_plain_collection_tags_are_fine():
+    _doc, diagnostics = parse_text("base_model: m\nlora: !!map {r: 8, target_modules: !!seq [q]}\n", "c.yaml")
+    assert diagnostics == []

@@ -20,6 +20,10 @@ from loraplan.compiler.architecture import Architecture
 from loraplan.errors import ResolveError
 from loraplan.schema.diagnostic import Diagnostic
 
+# The largest published config.json in the catalog is ~20 KB; multimodal ones with embedded
+# tokenizer tables stay well under a megabyte.
+MAX_CONFIG_JSON_BYTES = 8 * 1024 * 1024
+
 
 def _fail(message: str, hint: str | None = None, code: str = "LP512") -> ResolveError:
     return ResolveError(message, [Diagnostic(code=code, severity="error", message=message, hint=hint)])
@@ -29,19 +33,24 @@ def read_config_dict(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dic
     """(config dict, display name) from a dict, a config.json path or a folder holding one."""
     if isinstance(source, Mapping):
         return dict(source), str(source.get("_name_or_path") or source.get("model_type") or "<config>")
+    from loraplan.schema.safe_read import read_bounded
+
     path = Path(source)
-    if path.is_dir():
-        path = path / "config.json"
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            path = path / "config.json"
+        text = read_bounded(path, MAX_CONFIG_JSON_BYTES).decode("utf-8")
     except OSError as exc:
         raise _fail(
             f"cannot read {path}: {exc.strerror or exc}", "give a config.json or a folder containing one"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path} is not UTF-8 text: {exc}") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise _fail(f"{path} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _fail(f"{path} is not valid JSON: {exc if not isinstance(exc, RecursionError) else 'nested too deeply'}"
+                    ) from None
     if not isinstance(data, dict):
         raise _fail(f"{path}: a config.json holds a JSON object, not {type(data).__name__}")
     return data, str(path)
@@ -126,9 +135,14 @@ def resolve_class(config: Any, data: dict[str, Any], model_class: str | None, tr
     if not name:
         name = "AutoModelForCausalLM"
     try:
-        cls = getattr(transformers, name, None)
+        cls = getattr(transformers, name, None) if name.isidentifier() else None
     except Exception:
         cls = None
+    if cls is not None and not is_model_class(cls, transformers):
+        raise _fail(
+            f"model_class '{name}' is not a model class of transformers",
+            "name a model class such as LlamaForCausalLM, or an AutoModel... class",
+        )
     if cls is None and not model_class and name != "AutoModelForCausalLM":
         # A class name transformers lacks (often a remote-code name) on a model type it knows:
         # AutoModelForCausalLM.from_pretrained (what trainers call) builds the mapped class.
@@ -151,6 +165,23 @@ def resolve_class(config: Any, data: dict[str, Any], model_class: str | None, tr
             ) from None
         name = cls.__name__
     return cls, name
+
+
+def is_model_class(obj: Any, transformers: Any) -> bool:
+    """A PreTrainedModel subclass or an AutoModel... class: what from_pretrained builds a model with.
+
+    Any other top-level name of transformers (`pipeline`, `AutoTokenizer`, `Trainer`, a function)
+    must never be called with a user's config.
+    """
+    if not isinstance(obj, type):
+        return False
+    if issubclass(obj, transformers.PreTrainedModel):
+        return True
+    try:
+        from transformers.models.auto.auto_factory import _BaseAutoModelClass
+    except ImportError:  # pragma: no cover - a transformers without it
+        return obj.__name__.startswith("AutoModel") and hasattr(obj, "_model_mapping")
+    return issubclass(obj, _BaseAutoModelClass)
 
 
 def config_for_class(cls: Any, config: Any, data: dict[str, Any]) -> Any:
