@@ -43,6 +43,27 @@ PEFT_CONFIG_KEYS = (
     "loftq_config",
     "task_type",
 )
+# The rest of LoraConfig, passed only when set (so plans without them keep their peft_config).
+# runtime_config is not among them: PEFT does not convert a dict there (runtime/apply.py builds it).
+PEFT_OPTIONAL_KEYS = (
+    "revision",
+    "trainable_token_indices",
+    "layer_replication",
+    "ensure_weight_tying",
+    "use_qalora",
+    "qalora_group_size",
+    "eva_config",
+    "corda_config",
+    "lora_ga_config",
+    "kasa_config",
+    "use_bdlora",
+    "monteclora_config",
+    "arrow_config",
+    "velora_config",
+    "alora_invocation_tokens",
+    "megatron_config",
+    "megatron_core",
+)
 
 
 def _architecture(
@@ -68,6 +89,11 @@ def peft_config(config: Config) -> dict[str, Any]:
     """
     data = config.lora.model_dump(mode="json")
     out = {k: data[k] for k in PEFT_CONFIG_KEYS if k in data}
+    fields = type(config.lora).model_fields
+    for key in PEFT_OPTIONAL_KEYS:
+        default = fields[key].get_default(call_default_factory=True)
+        if data[key] != (default.model_dump(mode="json") if hasattr(default, "model_dump") else default):
+            out[key] = data[key]
     if float(out["lora_alpha"]).is_integer():
         out["lora_alpha"] = int(out["lora_alpha"])
     out["alpha_pattern"] = {k: (int(v) if float(v).is_integer() else v) for k, v in out["alpha_pattern"].items()}
