@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
+from loraplan.compiler.lora_options import quantized_names
 from loraplan.compiler.memory import estimate_memory
 from loraplan.compiler.plan import Plan
 from loraplan.compiler.targets import resolve_targets
@@ -100,6 +101,24 @@ def peft_config(config: Config) -> dict[str, Any]:
     return out
 
 
+def _replicated(config: Config, arch: Architecture, source: SourceDoc | None) -> tuple[Architecture, list]:
+    """The module tree after PEFT's layer_replication, and what the plan says about it (LP567)."""
+    from loraplan.compiler.replication import ReplicationError, layer_list, replicate
+
+    ranges = config.lora.layer_replication
+    if not ranges:
+        return arch, []
+    try:
+        new = replicate(arch, ranges)
+    except ReplicationError as exc:
+        return arch, _located([Diagnostic("LP567", "error", str(exc))], source, ("lora", "layer_replication"))
+    stack = layer_list(arch)
+    message = (f"layer_replication rebuilds `{stack}` from {arch.layer_stacks.get(stack, '?')} into "
+               f"{new.layer_stacks[stack]} layers; copies share their base weights (counted once) and each gets "
+               "its own adapters")
+    return new, _located([Diagnostic("LP567", "info", message)], source, ("lora", "layer_replication"))
+
+
 def compile_plan(
     config: Config,
     architecture: Architecture | str | Any | None = None,
@@ -114,16 +133,18 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
+    fingerprint = arch.fingerprint  # of the model apply() receives, before PEFT replicates layers
+    arch, replication = _replicated(config, arch, source)
     res = resolve_targets(config.lora, arch)
-    modules, params = build_injections(config.lora, res, arch)
+    modules, params = build_injections(config.lora, res, arch, quantized_names(config, arch))
     coverage = build_coverage(config.lora, res, arch, modules, params)
     totals = compute_totals(config, res, arch)
-    diagnostics = diagnose(config, arch, res, modules, params, coverage, source)
+    diagnostics = diagnose(config, arch, res, modules, params, coverage, source) + replication
     return Plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,
         model_class=arch.model_class,
-        architecture_fingerprint=arch.fingerprint,
+        architecture_fingerprint=fingerprint,
         injections=modules,
         parameters=params,
         modules_to_save=list(res.modules_to_save),
@@ -171,12 +192,14 @@ def check_loaded(
     return plan, [d for d in plan.diagnostics if d.severity != "error" or (d.line, d.column) not in taken]
 
 
-def _located(diagnostics: list[Diagnostic], source: SourceDoc | None) -> list[Diagnostic]:
+def _located(
+    diagnostics: list[Diagnostic], source: SourceDoc | None, path: tuple = ("base_model",)
+) -> list[Diagnostic]:
     if source is None:
         return list(diagnostics)
     out = []
     for d in diagnostics:
         if d.line is None:
-            d = d.at(source.key_span(("base_model",)), source.file)
+            d = d.at(source.key_span(path), source.file)
         out.append(d)
     return out
