@@ -12,6 +12,7 @@ from loraplan.compiler import axolotl
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
+from loraplan.compiler.lora_options import quantized_names
 from loraplan.compiler.memory import estimate_memory
 from loraplan.compiler.plan import Plan
 from loraplan.compiler.targets import resolve_targets
@@ -45,6 +46,27 @@ PEFT_CONFIG_KEYS = (
     "loftq_config",
     "task_type",
 )
+# The rest of LoraConfig, passed only when set (so plans without them keep their peft_config).
+# runtime_config is not among them: PEFT does not convert a dict there (runtime/apply.py builds it).
+PEFT_OPTIONAL_KEYS = (
+    "revision",
+    "trainable_token_indices",
+    "layer_replication",
+    "ensure_weight_tying",
+    "use_qalora",
+    "qalora_group_size",
+    "eva_config",
+    "corda_config",
+    "lora_ga_config",
+    "kasa_config",
+    "use_bdlora",
+    "monteclora_config",
+    "arrow_config",
+    "velora_config",
+    "alora_invocation_tokens",
+    "megatron_config",
+    "megatron_core",
+)
 
 
 def _architecture(
@@ -72,10 +94,33 @@ def peft_config(config: Config) -> dict[str, Any]:
     """
     data = config.lora.model_dump(mode="json")
     out = {k: data[k] for k in PEFT_CONFIG_KEYS if k in data}
+    fields = type(config.lora).model_fields
+    for key in PEFT_OPTIONAL_KEYS:
+        default = fields[key].get_default(call_default_factory=True)
+        if data[key] != (default.model_dump(mode="json") if hasattr(default, "model_dump") else default):
+            out[key] = data[key]
     if float(out["lora_alpha"]).is_integer():
         out["lora_alpha"] = int(out["lora_alpha"])
     out["alpha_pattern"] = {k: (int(v) if float(v).is_integer() else v) for k, v in out["alpha_pattern"].items()}
     return out
+
+
+def _replicated(config: Config, arch: Architecture, source: SourceDoc | None) -> tuple[Architecture, list]:
+    """The module tree after PEFT's layer_replication, and what the plan says about it (LP567)."""
+    from loraplan.compiler.replication import ReplicationError, layer_list, replicate
+
+    ranges = config.lora.layer_replication
+    if not ranges:
+        return arch, []
+    try:
+        new = replicate(arch, ranges)
+    except ReplicationError as exc:
+        return arch, _located([Diagnostic("LP567", "error", str(exc))], source, ("lora", "layer_replication"))
+    stack = layer_list(arch)
+    message = (f"layer_replication rebuilds `{stack}` from {arch.layer_stacks.get(stack, '?')} into "
+               f"{new.layer_stacks[stack]} layers; copies share their base weights (counted once) and each gets "
+               "its own adapters")
+    return new, _located([Diagnostic("LP567", "info", message)], source, ("lora", "layer_replication"))
 
 
 def compile_plan(
@@ -92,17 +137,19 @@ def compile_plan(
     in `source` when given.
     """
     arch = _architecture(config, architecture, source, arch_override)
+    fingerprint = arch.fingerprint  # of the model apply() receives, before PEFT replicates layers
     try:
         with regex_budget.budget():
             config, arch, notes = axolotl.expand(config, arch, source)
+            arch, replication = _replicated(config, arch, source)
             res = resolve_targets(config.lora, arch)
             notes += axolotl.patch_resolution(config, res, arch, source)
-            modules, params = build_injections(config.lora, res, arch)
+            modules, params = build_injections(config.lora, res, arch, quantized_names(config, arch))
             params = axolotl.patch_parameters(config, res, params)
             coverage = build_coverage(config.lora, res, arch, modules, params)
             totals = compute_totals(config, res, arch)
             diagnostics = notes + axolotl.findings(
-                config, res, diagnose(config, arch, res, modules, params, coverage, source), source)
+                config, res, diagnose(config, arch, res, modules, params, coverage, source) + replication, source)
             diagnostics += _prequantized(config, arch, modules, params, source)
     except regex_budget.RegexBudgetError as exc:
         raise _budget_error(exc, config, source) from None
@@ -111,7 +158,7 @@ def compile_plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,
         model_class=arch.model_class,
-        architecture_fingerprint=arch.fingerprint,
+        architecture_fingerprint=fingerprint,
         injections=modules,
         parameters=params,
         modules_to_save=list(res.modules_to_save),
@@ -210,12 +257,14 @@ def check_loaded(
     return plan, [d for d in plan.diagnostics if d.severity != "error" or (d.line, d.column) not in taken]
 
 
-def _located(diagnostics: list[Diagnostic], source: SourceDoc | None) -> list[Diagnostic]:
+def _located(
+    diagnostics: list[Diagnostic], source: SourceDoc | None, path: tuple = ("base_model",)
+) -> list[Diagnostic]:
     if source is None:
         return list(diagnostics)
     out = []
     for d in diagnostics:
         if d.line is None:
-            d = d.at(source.key_span(("base_model",)), source.file)
+            d = d.at(source.key_span(path), source.file)
         out.append(d)
     return out

@@ -161,10 +161,10 @@ def diagnose(
     coverage: list[Coverage],
     source: Any = None,
 ) -> list[Diagnostic]:
-    from loraplan.compiler import diagnose_model, diagnose_targets
+    from loraplan.compiler import diagnose_model, diagnose_options, diagnose_targets
 
     ctx = Ctx(config, arch, res, modules, params, coverage, source)
     out: list[Diagnostic] = []
-    for check in (*diagnose_targets.CHECKS, *diagnose_model.CHECKS):
+    for check in (*diagnose_targets.CHECKS, *diagnose_model.CHECKS, *diagnose_options.CHECKS):
         out.extend(check(ctx))
     return out

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from loraplan.compiler.architecture import Architecture
-from loraplan.compiler.counting import module_adapter, param_adapter, scaling
+from loraplan.compiler.counting import param_adapter, scaling
 from loraplan.compiler.fast_path import FALLBACK_REASONS, static_fallback_reason
+from loraplan.compiler.lora_options import module_shape
 from loraplan.compiler.matching import entry_matches, main_stack_index, names_match
 from loraplan.compiler.plan import Coverage, Injection
 from loraplan.compiler.targets import Resolution
@@ -40,13 +41,14 @@ def _moved_from(res: Resolution, key: str, string_entry: str | None) -> list[str
     return sorted(set(out))
 
 
-def build_injections(lora: Any, res: Resolution, arch: Architecture) -> tuple[list[Injection], list[Injection]]:
+def build_injections(
+    lora: Any, res: Resolution, arch: Architecture, quantized: set[str] | None = None
+) -> tuple[list[Injection], list[Injection]]:
     entries, is_regex, _ = user_entries(lora, res)
     init = lora.init_lora_weights
-    mica = isinstance(init, str) and init.lower() == "mica"
     modules = []
     for t in res.modules:
-        shape = module_adapter(t.module, t.r, lora_bias=lora.lora_bias, use_dora=lora.use_dora, mica=mica)
+        shape = module_shape(t.module, t.r, lora, quantized or set())
         matched = [e for e in entries if entry_matches(e, t.name, is_regex=is_regex)] or list(entries)
         modules.append(
             Injection(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loraplan.compiler import memory_bnb
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.axolotl import moe_expert_parameters
 from loraplan.compiler.counting import quantized_modules
@@ -81,7 +82,7 @@ def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, in
                     absmax = 4 * blocks  # one fp32 absmax per block
                 total += n / 2 + absmax
             else:
-                total += n + 4 * (p.shape[0] if p.shape else 1)
+                total += memory_bnb.int8_weight_bytes(q, n, p.shape[0] if p.shape else 1)
         else:
             total += n * dtype_bytes
     if four:
@@ -90,12 +91,18 @@ def _weights(config: Any, arch: Architecture, dtype_bytes: int) -> tuple[int, in
         if experts:
             what += f"; {len(experts)} fused expert parameters in nf4 with double quantisation (quantize_moe_experts)"
     elif eight:
-        what = f"{len(quant)} Linear weights in LLM.int8, everything else in {config.dtype}"
+        kind = "16-bit (llm_int8_has_fp16_weight)" if q.llm_int8_has_fp16_weight else "LLM.int8"
+        what = f"{len(quant)} Linear weights in {kind}, everything else in {config.dtype}"
         if experts:
             what += f"; {len(experts)} fused expert parameters in row-wise int8 (quantize_moe_experts)"
     else:
         what = f"all weights in {config.dtype}"
     return int(total), largest, what
+
+
+def _rows(arch: Architecture, numel: int) -> int:
+    """Output rows of a 2-D weight of `numel` elements (for its per-row scales)."""
+    return next((p.shape[0] for p in arch.parameters if p.numel == numel and len(p.shape) == 2), 0)
 
 
 def _dims(config: Any, arch: Architecture) -> dict[str, int] | None:
@@ -220,6 +227,8 @@ def estimate_memory(
         assumptions.append(f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x 10 bytes "
                            "(model-dtype logits, float32 upcast, float32 log-softmax)")
     dequant = largest_q * dtype_bytes if config.load_in_4bit else 0
+    dequant += memory_bnb.int8_scratch_bytes(config.quantization, largest_q, _rows(arch, largest_q))
+    assumptions.extend(memory_bnb.assumptions(config.quantization))
     subtotal = weights + adapter_bytes + gradient_bytes + optimizer_bytes + acts + logits
     overhead = CUDA_CONTEXT_BYTES + dequant + int(FRAGMENTATION * subtotal)
     assumptions.append(f"overhead: CUDA context and cuBLAS workspace {CUDA_CONTEXT_BYTES // 2**20} MiB, "

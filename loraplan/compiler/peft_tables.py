@@ -117,8 +117,10 @@ MOE_FUSED_TARGETS: dict[str, dict[str, list[str]]] = {
 }
 
 # Task types whose PeftModel subclass adds classifier heads to modules_to_save, before or after injection.
-TASK_MODULES_TO_SAVE_BEFORE: dict[str, list[str]] = {
-    "SEQ_CLS": ["classifier", "score"],
+# PEFT 0.21: only SEQ_CLS adds its heads before injection (so targeting skips them); TOKEN_CLS and
+# QUESTION_ANS add theirs afterwards, so a head that all-linear adapted cannot be wrapped (TypeError).
+TASK_MODULES_TO_SAVE_BEFORE: dict[str, list[str]] = {"SEQ_CLS": ["classifier", "score"]}
+TASK_MODULES_TO_SAVE_AFTER: dict[str, list[str]] = {
     "TOKEN_CLS": ["classifier", "score"],
+    "QUESTION_ANS": ["qa_outputs"],
 }
-TASK_MODULES_TO_SAVE_AFTER: dict[str, list[str]] = {"QUESTION_ANS": ["qa_outputs"]}

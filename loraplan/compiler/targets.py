@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loraplan.compiler import matching as mt
+from loraplan.compiler import weight_tying
 from loraplan.compiler.architecture import Architecture, ModuleInfo, ParamInfo
 from loraplan.compiler.counting import conv_groups
 from loraplan.compiler.moe_conversion import MoeConversion, convert
@@ -69,6 +70,7 @@ class Resolution:
     refusals: list[Refusal] = field(default_factory=list)
     fan_in_fan_out_forced: list[tuple[str, bool]] = field(default_factory=list)  # (module, value PEFT set)
     unwrappable: list[str] = field(default_factory=list)  # matched modules of a type LoRA cannot wrap
+    tied: list[str] = field(default_factory=list)  # adapted last, tied to the embedding (ensure_weight_tying)
 
 
 def _param_table(arch: Architecture) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -117,6 +119,7 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
     if spec.task_type in TASK_MODULES_TO_SAVE_BEFORE:
         spec.modules_to_save = (spec.modules_to_save or []) + TASK_MODULES_TO_SAVE_BEFORE[spec.task_type]
     res = Resolution(spec=spec, modules=[], parameters=[], modules_to_save=[], excluded=[])
+    res.tied = weight_tying.rewrite(spec, arch, lora)
     res.moe = convert(spec, arch)
     if res.moe is not None and res.moe.refused:
         res.refusals.append(Refusal("moe_partial", res.moe.refused))
@@ -141,7 +144,11 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
 
     unmatched = 0
     fifo = bool(lora.fan_in_fan_out)
+    deferred: list[ModuleInfo] = []  # tied to the embedding: adapted last (ensure_weight_tying)
     for m in arch.modules:
+        if res.tied and weight_tying.is_tied(m.name, res.tied):
+            deferred.append(m)
+            continue
         verdict = mt.check_target_module_exists(spec, m.name)
         if verdict == mt.EXCLUDED:
             res.excluded.append(m.name)
@@ -165,6 +172,10 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
 
     if spec.target_parameters:
         _resolve_parameters(res, arch, lora, fifo)
+    for m in deferred:
+        if _check_module(res, arch, m, lora):
+            r, alpha, rk, ak = mt.rank_and_alpha(spec, m.name)
+            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak))
 
     if not res.modules and not res.parameters and not res.unwrappable:
         if res.excluded and not unmatched:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from loraplan.compiler.architecture import Architecture
-from loraplan.compiler.counting import module_adapter, packed_4bit_count, param_adapter, quantized_modules
+from loraplan.compiler.counting import packed_4bit_count, param_adapter, quantized_modules
+from loraplan.compiler.lora_options import module_shape, quantized_names
 from loraplan.compiler.plan import Totals
 from loraplan.compiler.targets import Resolution
+from loraplan.compiler.trainable_tokens import plan_tokens
 
 
 @dataclass
@@ -54,11 +56,10 @@ def _tied_entries(arch: Architecture) -> list[_Entry]:
 
 def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
     lora = config.lora
-    init = lora.init_lora_weights
-    mica = isinstance(init, str) and init.lower() == "mica"
+    quantized = quantized_names(config, arch)
     entries = base_entries(arch, config)
     for t in res.modules:
-        s = module_adapter(t.module, t.r, lora_bias=lora.lora_bias, use_dora=lora.use_dora, mica=mica)
+        s = module_shape(t.module, t.r, lora, quantized)
         entries.append(_Entry(t.name, s.trainable, True, "adapter"))
         if s.total > s.trainable:
             entries.append(_Entry(t.name, s.total - s.trainable, False, "adapter_frozen"))
@@ -89,6 +90,9 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
             mts_params += size
         entries.append(_Entry(w, size, not nested, "copy"))
         wrapped.append(w)
+
+    for rows in plan_tokens(lora, arch, {t.name for t in res.modules}).rows:  # trainable_token_indices deltas
+        entries.append(_Entry(rows.module, rows.params, True, "tokens"))
 
     total = sum(e.count for e in entries)
     trainable = sum(e.count for e in entries if e.trainable)

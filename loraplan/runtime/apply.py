@@ -140,6 +140,11 @@ def apply(
 
     kwargs = plan_kwargs(plan)
     inject_kwargs = {k: v for k, v in copy.deepcopy(kwargs).items() if k != "base_model_name_or_path"}
+    runtime = (plan.config.get("lora") or {}).get("runtime_config")
+    if runtime and any(runtime.values()):  # never saved, so not in peft_config; PEFT wants the dataclass
+        from peft.tuners.lora.config import LoraRuntimeConfig
+
+        inject_kwargs["runtime_config"] = LoraRuntimeConfig(**runtime)
     try:
         peft_model = get_peft_model(
             model, LoraConfig(**inject_kwargs), adapter_name=adapter_name,

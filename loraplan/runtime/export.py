@@ -81,8 +81,12 @@ def _without_peft(kwargs: dict[str, Any]) -> dict[str, Any]:
         data["loftq_config"] = {}
     elif init == "eva" and data["eva_config"] is None:
         data["eva_config"] = dict(snap["eva_config"])
+    elif init != "eva" and data["eva_config"] is not None:
+        pass  # PEFT's elif chain stops here: a CorDA default is not filled in
     elif init == "corda" and data["corda_config"] is None:
         data["corda_config"] = dict(snap["corda_config"])
+    if data.get("arrow_config") is not None:  # ArrowConfig's init=False fields, set by create_arrow_model
+        data["arrow_config"] = {**data["arrow_config"], "task_adapter_names": None, "gks_adapter_names": None}
     return data
 
 

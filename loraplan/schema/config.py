@@ -8,15 +8,27 @@ memory estimate). Field descriptions here are the single source for the JSON Sch
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from loraplan.schema.regex_budget import compile_user
+from loraplan.schema.peft_subconfigs import (
+    ArrowSection,
+    BdLoraSection,
+    CordaSection,
+    EvaSection,
+    KasaSection,
+    LoftQSection,
+    LoraGASection,
+    MonteCloraSection,
+    RuntimeSection,
+    VeloraSection,
+)
 
 Dtype = Literal["bfloat16", "float16", "float32"]
-InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica"]
+InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga"]
 PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
 
 
@@ -59,6 +71,8 @@ _INIT_SCHEMA = {
 Regex = Annotated[str, AfterValidator(_check_regex)]
 PatternKey = Annotated[str, AfterValidator(_check_pattern_key)]
 Names = list[Annotated[str, Field(min_length=1)]]  # an empty name would match nothing
+Token = Annotated[int, Field(ge=0)]
+LayerRange = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]  # [start, end)
 
 
 class _Strict(BaseModel):
@@ -119,19 +133,51 @@ class LoraSection(_Strict):
         True,
         description=(
             "Adapter init: true (B = 0, a no-op start), false (random, debugging), gaussian, eva, olora, pissa, "
-            "pissa_niter_<n>, corda, loftq, orthogonal, mica."
+            "pissa_niter_<n>, corda, loftq, orthogonal, mica, lora_ga."
         ),
     )
     modules_to_save: Names | None = Field(
         None, description="Modules trained in full and saved with the adapter (e.g. a classifier head)."
     )
     fan_in_fan_out: bool = Field(False, description="Set for layers storing weight as (in, out), like GPT-2 Conv1D.")
-    loftq_config: dict[str, int] | None = Field(
-        None, description="LoftQ settings (loftq_bits, loftq_iter); needed when init_lora_weights is loftq."
+    loftq_config: LoftQSection | None = Field(
+        None, description="LoftQ settings (loftq_bits, loftq_iter; PEFT's defaults fill the rest); needed when "
+        "init_lora_weights is loftq."
     )
     task_type: (
         Literal["CAUSAL_LM", "SEQ_CLS", "SEQ_2_SEQ_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"] | None
     ) = Field(None, description="PEFT task type (selects the PeftModel subclass).")
+    # The rest of PEFT's LoraConfig (tests/schema/test_peft_surface.py walks PEFT's fields).
+    revision: str | None = Field(None, min_length=1, description="Base model revision PEFT records in the adapter.")
+    trainable_token_indices: list[Token] | dict[Annotated[str, Field(min_length=1)], list[Token]] | None = Field(
+        None, description="Token ids whose embedding rows are trained (a list: the input embedding; a mapping: "
+        "embedding module name -> ids)."
+    )
+    layer_replication: list[LayerRange] | None = Field(
+        None, description="Rebuild the layer stack from [start, end) ranges of the original layers (shared base "
+        "weights, one adapter per copy)."
+    )
+    ensure_weight_tying: bool = Field(False, description="Tie the adapters of tied layers (embedding / lm_head).")
+    use_qalora: bool = Field(False, description="QALoRA (PEFT implements it for GPTQ layers only).")
+    qalora_group_size: int = Field(16, ge=1, description="QALoRA pooling group size (divides in_features).")
+    eva_config: EvaSection | None = Field(None, description="EVA settings (init_lora_weights: eva).")
+    corda_config: CordaSection | None = Field(None, description="CorDA settings (init_lora_weights: corda).")
+    lora_ga_config: LoraGASection | None = Field(None, description="LoRA-GA settings (init_lora_weights: lora_ga).")
+    kasa_config: KasaSection | None = Field(None, description="KaSA: a trainable singular-value diagonal per layer.")
+    use_bdlora: BdLoraSection | None = Field(None, description="BD-LoRA: block-diagonal A or B factors.")
+    monteclora_config: MonteCloraSection | None = Field(None, description="MonteCLoRA: Monte Carlo adapters.")
+    arrow_config: ArrowSection | None = Field(None, description="Arrow routing over trained adapters.")
+    velora_config: VeloraSection | None = Field(None, description="VeLoRA: compressed activations for A.")
+    alora_invocation_tokens: list[Token] | None = Field(
+        None, min_length=1, description="Activated LoRA: token ids after which the adapter is active."
+    )
+    runtime_config: RuntimeSection = Field(
+        default_factory=RuntimeSection, description="Run-time settings PEFT never saves (ephemeral_gpu_offload)."
+    )
+    megatron_config: dict[str, Any] | None = Field(
+        None, description="Megatron TransformerConfig kwargs, for Megatron's parallel linear layers."
+    )
+    megatron_core: str = Field("megatron.core", min_length=1, description="Megatron core module PEFT imports.")
 
 
 class QuantizationSection(_Strict):

@@ -233,6 +233,9 @@ def fsdp_storage(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
                  hint=f"use `bnb_4bit_quant_storage: {c.dtype}` for FSDP")
 
 
+from loraplan.schema import rules_peft  # noqa: E402, F401  (registers the LoraConfig option rules)
+
+
 def check(config: Config, doc: SourceDoc) -> list[Diagnostic]:
     """Run every cross-field rule; findings are collected, never first-only."""
     out: list[Diagnostic] = []

@@ -79,7 +79,7 @@ CASES = [
     (lora("init_lora_weights: olora"), lora("init_lora_weights: 1"), "LP203", 3, 22),
     (lora("modules_to_save: [score]"), lora("modules_to_save: score"), "LP203", 3, 20),
     (lora("fan_in_fan_out: true"), lora("fan_in_fan_out: on please"), "LP203", 3, 19),
-    (lora("loftq_config: {loftq_bits: 4}"), lora("loftq_config: {loftq_bits: four}"), "LP203", 3, 30),
+    (lora("loftq_config: {loftq_bits: 4}"), lora("loftq_config: {loftq_bits: four}"), "LP205", 3, 30),
     (lora("task_type: SEQ_CLS"), lora("task_type: causal_lm"), "LP205", 3, 14),
     (lora("r: 8"), lora("rank: 8"), "LP201", 3, 3),
     # --- quantization ---

@@ -53,7 +53,22 @@ def read_config_dict(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dic
                     ) from None
     if not isinstance(data, dict):
         raise _fail(f"{path}: a config.json holds a JSON object, not {type(data).__name__}")
-    return data, str(path)
+    return decode_special_floats(data), str(path)
+
+
+_FLOAT_TAGS = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def decode_special_floats(obj: Any) -> Any:
+    """transformers writes inf / nan as `{"__float__": "Infinity"}` (e.g. Mamba-2's time_step_limit) and
+    decodes it when it reads a config.json (PreTrainedConfig._decode_special_floats); so does loraplan."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__float__"} and isinstance(obj["__float__"], str):
+            return _FLOAT_TAGS.get(obj["__float__"], obj)
+        return {k: decode_special_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_special_floats(v) for v in obj]
+    return obj
 
 
 _OFFLINE_KEYS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")

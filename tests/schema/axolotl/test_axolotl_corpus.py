@@ -84,7 +84,7 @@ def test_corpus_translation_samples(results):
     assert qlora.training.optimizer == "paged_adamw_32bit" and qlora.training.sequence_len == 4096
     loftq = results["llama-2/loftq.yml"].config
     assert loftq.lora.init_lora_weights == "loftq"
-    assert loftq.lora.loftq_config == {"loftq_bits": 4, "loftq_iter": 1}  # PEFT's LoftQConfig(loftq_bits=4)
+    assert loftq.lora.loftq_config.model_dump() == {"loftq_bits": 4, "loftq_iter": 1}
     gptq = results["llama-2/gptq-lora.yml"].config
     assert gptq.dtype == "float16" and gptq.model_class is None
     pythia = results["archived/pythia/lora.yml"].config
