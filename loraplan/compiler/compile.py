@@ -12,6 +12,7 @@ from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
 from loraplan.compiler.memory import estimate_memory
+from loraplan.compiler.memory_distributed import fit_diagnostics
 from loraplan.compiler.plan import Plan
 from loraplan.compiler.targets import resolve_targets
 from loraplan.compiler.totals import compute_totals
@@ -93,6 +94,8 @@ def compile_plan(
     coverage = build_coverage(config.lora, res, arch, modules, params)
     totals = compute_totals(config, res, arch)
     diagnostics = diagnose(config, arch, res, modules, params, coverage, source)
+    memory = estimate_memory(config, arch, totals, modules, params)
+    diagnostics += fit_diagnostics(config, memory, source)
     return Plan(
         config=config.model_dump(mode="json"),
         architecture=arch.name,
@@ -103,7 +106,7 @@ def compile_plan(
         modules_to_save=list(res.modules_to_save),
         coverage=coverage,
         totals=totals,
-        memory=estimate_memory(config, arch, totals, modules, params),
+        memory=memory,
         diagnostics=sort_diagnostics(diagnostics),
         peft_config=peft_config(config),
     )

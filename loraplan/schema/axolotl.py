@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from loraplan.schema.axolotl_distributed import translate_distributed
 from loraplan.schema.axolotl_keys import MARKER_KEYS
 from loraplan.schema.axolotl_lora import translate_lora
 from loraplan.schema.axolotl_quant import promote_adapter, translate_dtype, translate_quantization
@@ -40,6 +41,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
         translate_lora(t)
         translate_quantization(t, adapter, dtype, flags)
     translate_training(t)
+    translate_distributed(t)
     return t.native_doc(), t.diagnostics, t.labels
 
 

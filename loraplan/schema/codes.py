@@ -43,6 +43,17 @@ CODES: dict[str, str] = {
     "LP315": "option not supported with target_parameters",
     "LP316": "orthogonal init needs an even rank",
     "LP317": "init needs unquantised base weights (PiSSA, CorDA, MiCA)",
+    # distributed: (FSDP, DeepSpeed ZeRO)
+    "LP350": "fsdp and deepspeed both set",
+    "LP351": "dp_shard_size does not divide world_size",
+    "LP352": "DeepSpeed option ignored at this ZeRO stage",
+    "LP353": "4-bit storage dtype does not fit FSDP / ZeRO-3 sharding",
+    "LP354": "DoRA under ZeRO-3",
+    "LP355": "8-bit base weights under FSDP / ZeRO-3",
+    "LP356": "modules_to_save under FSDP (untested by PEFT)",
+    "LP357": "optimizer known to fail under FSDP + QLoRA",
+    "LP358": "ZeRO-3 + QLoRA with CPU offload",
+    "LP359": "Axolotl distributed setting loraplan cannot read (world size, DeepSpeed JSON)",
     # Axolotl dialect
     "LP401": "misspelt or unknown adapter key",
     "LP402": "Axolotl key loraplan does not model (ignored)",
@@ -65,10 +76,13 @@ CODES: dict[str, str] = {
     "LP513": "fan_in_fan_out set to fit the module type",
     "LP514": "target_parameters name matches nothing",
     "LP515": "modules_to_save wraps a module PEFT cannot save (an adapted layer or a module list)",
+    "LP580": "training step does not fit one GPU: no distributed setting",
+    "LP581": "per-rank estimate does not fit one GPU",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",
     "LP603": "layer falls back from the fast path to PEFT's",
+    "LP620": "fast path off under a sharding engine it does not support",
 }
 
 

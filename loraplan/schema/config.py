@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from loraplan.schema.distributed import DistributedSection
+
 Dtype = Literal["bfloat16", "float16", "float32"]
 InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica"]
 PISSA_NITER = re.compile(r"pissa_niter_[0-9]+")
@@ -206,6 +208,9 @@ class Config(_Strict):
     )
     training: TrainingSection = Field(
         default_factory=TrainingSection, description="Training shape for the memory estimate."
+    )
+    distributed: DistributedSection | None = Field(
+        None, description="Several ranks: FSDP or DeepSpeed ZeRO; the memory estimate is then per rank."
     )
 
     @property

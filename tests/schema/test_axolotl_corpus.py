@@ -77,13 +77,14 @@ def test_every_config_loads_as_axolotl_into_a_config(results):
 
 
 def test_corpus_findings_are_exactly_the_checked_ones(results):
-    found = {(d.code, name, d.line) for name, r in results.items() for d in r.diagnostics}
+    found = {(d.code, name, d.line) for name, r in results.items() for d in r.diagnostics
+             if not d.code.startswith("LP35")}  # distributed: findings, in test_axolotl_distributed.py
     assert found == EXPECTED
 
 
 def test_corpus_has_no_errors_or_warnings(results):
     # The examples are valid Axolotl configs: the only findings are informational.
-    severities = {d.severity for r in results.values() for d in r.diagnostics}
+    severities = {d.severity for r in results.values() for d in r.diagnostics if not d.code.startswith("LP35")}
     assert severities == {"info"}
 
 
