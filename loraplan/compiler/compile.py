@@ -14,6 +14,7 @@ from loraplan.compiler.diagnose import diagnose
 from loraplan.compiler.injections import build_coverage, build_injections
 from loraplan.compiler.lora_options import quantized_names
 from loraplan.compiler.memory import estimate_memory
+from loraplan.compiler.memory_distributed import fit_diagnostics
 from loraplan.compiler.plan import Plan
 from loraplan.compiler.targets import resolve_targets
 from loraplan.compiler.totals import compute_totals
@@ -151,6 +152,8 @@ def compile_plan(
             diagnostics = notes + axolotl.findings(
                 config, res, diagnose(config, arch, res, modules, params, coverage, source) + replication, source)
             diagnostics += _prequantized(config, arch, modules, params, source)
+            memory = estimate_memory(config, arch, totals, modules, params)
+            diagnostics += fit_diagnostics(config, memory, source)
     except regex_budget.RegexBudgetError as exc:
         raise _budget_error(exc, config, source) from None
     return Plan(
@@ -164,7 +167,7 @@ def compile_plan(
         modules_to_save=list(res.modules_to_save),
         coverage=coverage,
         totals=totals,
-        memory=estimate_memory(config, arch, totals, modules, params),
+        memory=memory,
         diagnostics=sort_diagnostics(diagnostics),
         peft_config=peft_config(config),
     )

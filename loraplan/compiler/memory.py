@@ -248,7 +248,7 @@ def estimate_memory(
         "cuda_context": CUDA_CONTEXT_BYTES,
         "fragmentation": int(FRAGMENTATION * subtotal),
     }
-    return MemoryEstimate(
+    estimate = MemoryEstimate(
         weights_bytes=weights,
         adapter_bytes=adapter_bytes,
         gradient_bytes=gradient_bytes,
@@ -260,3 +260,8 @@ def estimate_memory(
         breakdown=breakdown,
         assumptions=assumptions,
     )
+    if getattr(config, "distributed", None) is not None:  # several ranks: what each one holds
+        from loraplan.compiler.memory_distributed import per_rank
+
+        return per_rank(config, arch, estimate, totals, modules, params)
+    return estimate

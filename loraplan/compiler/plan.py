@@ -63,7 +63,7 @@ class Totals:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes on one device for one training step; every assumption listed."""
+    """Bytes on one device (or per rank) for one training step; every assumption listed."""
 
     weights_bytes: int
     adapter_bytes: int
@@ -75,6 +75,12 @@ class MemoryEstimate:
     peak_allocated_bytes: int = 0  # what torch.cuda.max_memory_allocated would report
     breakdown: dict[str, int] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
+    # distributed: (memory_distributed.py): the numbers above are then what each rank's GPU holds
+    scope: str = "one device"  # "one device" | "per rank"
+    world_size: int = 1
+    engine: str | None = None  # fsdp1 | fsdp2 | zero0..zero3 | ddp
+    host_bytes: int = 0  # offloaded to host memory, per rank
+    host_breakdown: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

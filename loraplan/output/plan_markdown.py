@@ -17,9 +17,11 @@ from loraplan.output.plan_rows import (
     fmt_int,
     fmt_num,
     glyphs,
+    host_parts,
     injection_rows,
     layers_text,
     memory_parts,
+    memory_scope,
     num_layers,
     settings_summary,
     totals_parts,
@@ -100,7 +102,8 @@ def _memory(plan: Any) -> list[str]:
     if m.peak_allocated_bytes:
         body.append(["PyTorch peak (`max_memory_allocated`: total less context and fragmentation)",
                      fmt_bytes(m.peak_allocated_bytes)])
-    lines = ["## Memory estimate", "", f"{fmt_bytes(m.total_bytes)} for one training step on one device.", ""]
+    body += [[name, fmt_bytes(n)] for name, n in host_parts(m)]
+    lines = ["## Memory estimate", "", f"{fmt_bytes(m.total_bytes)} {memory_scope(m)}.", ""]
     lines += table(["component", "bytes"], body, right=frozenset({1}))
     if m.assumptions:
         lines += ["", "Assumptions:", "", *(f"- {a}" for a in m.assumptions)]

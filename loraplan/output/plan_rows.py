@@ -175,6 +175,21 @@ def memory_parts(memory: Any) -> list[tuple[str, int]]:
     ]
 
 
+def memory_scope(memory: Any) -> str:
+    """What the total is for: one device, or each rank of a sharded run (with its host share)."""
+    if getattr(memory, "scope", "one device") != "per rank":
+        return "for one training step on one device"
+    text = f"per rank for one training step, {memory.world_size} ranks ({memory.engine})"
+    if memory.host_bytes:
+        text += f", plus {fmt_bytes(memory.host_bytes)} of host memory per rank"
+    return text
+
+
+def host_parts(memory: Any) -> list[tuple[str, int]]:
+    """(component, bytes) offloaded to host memory per rank."""
+    return [(f"host: {k}", int(v)) for k, v in (getattr(memory, "host_breakdown", None) or {}).items()]
+
+
 def totals_parts(totals: Any) -> list[tuple[str, int]]:
     """Where the trainable parameters come from (only the parts that are not zero, adapters always)."""
     parts = [("adapters", totals.adapter_params)]

@@ -19,9 +19,11 @@ from loraplan.output.plan_rows import (
     fmt_int,
     fmt_num,
     glyphs,
+    host_parts,
     injection_rows,
     layers_text,
     memory_parts,
+    memory_scope,
     num_layers,
     settings_summary,
     totals_parts,
@@ -111,7 +113,8 @@ def _section_memory(plan: Any, color: bool) -> list[str]:
     cells.append(["total", fmt_bytes(m.total_bytes)])
     if m.peak_allocated_bytes:
         cells.append(["PyTorch peak", fmt_bytes(m.peak_allocated_bytes)])  # total less context, fragmentation
-    lines = [_heading("Memory estimate", f"{fmt_bytes(m.total_bytes)} for one training step on one device", color)]
+    cells += [[name, fmt_bytes(n)] for name, n in host_parts(m)]
+    lines = [_heading("Memory estimate", f"{fmt_bytes(m.total_bytes)} {memory_scope(m)}", color)]
     lines += align(cells, right=frozenset({1}))
     if m.assumptions:
         lines.append("  assumptions:")

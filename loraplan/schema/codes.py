@@ -50,6 +50,17 @@ CODES: dict[str, str] = {
     "LP321": "QALoRA is implemented for GPTQ layers only",
     "LP322": "aLoRA needs task_type CAUSAL_LM",
     "LP323": "layer_replication range invalid",
+    # distributed: (FSDP, DeepSpeed ZeRO)
+    "LP350": "fsdp and deepspeed both set",
+    "LP351": "dp_shard_size does not divide world_size",
+    "LP352": "DeepSpeed option ignored at this ZeRO stage",
+    "LP353": "4-bit storage dtype does not fit FSDP / ZeRO-3 sharding",
+    "LP354": "DoRA under ZeRO-3",
+    "LP355": "8-bit base weights under FSDP / ZeRO-3",
+    "LP356": "modules_to_save under FSDP (untested by PEFT)",
+    "LP357": "optimizer known to fail under FSDP + QLoRA",
+    "LP358": "ZeRO-3 + QLoRA with CPU offload",
+    "LP359": "Axolotl distributed setting loraplan cannot read (world size, DeepSpeed JSON)",
     # Axolotl dialect
     "LP401": "misspelt or unknown adapter key",
     "LP402": "Axolotl key loraplan does not model (ignored)",
@@ -102,10 +113,13 @@ CODES: dict[str, str] = {
     "LP567": "layer_replication problem or summary",
     "LP568": "ensure_weight_tying has nothing to tie",
     "LP569": "option PEFT ignores on these layers",
+    "LP580": "training step does not fit one GPU: no distributed setting",
+    "LP581": "per-rank estimate does not fit one GPU",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",
     "LP603": "layer falls back from the fast path to PEFT's",
+    "LP620": "fast path off under a sharding engine it does not support",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from loraplan.schema.regex_budget import compile_user
+from loraplan.schema.distributed import DistributedSection
 from loraplan.schema.peft_subconfigs import (
     ArrowSection,
     BdLoraSection,
@@ -26,6 +26,7 @@ from loraplan.schema.peft_subconfigs import (
     RuntimeSection,
     VeloraSection,
 )
+from loraplan.schema.regex_budget import compile_user
 
 Dtype = Literal["bfloat16", "float16", "float32"]
 InitMode = Literal["gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga"]
@@ -286,6 +287,9 @@ class Config(_Strict):
     )
     axolotl: AxolotlSection | None = Field(
         None, description="Set by the Axolotl dialect: what Axolotl's load_lora derives from the model."
+    )
+    distributed: DistributedSection | None = Field(
+        None, description="Several ranks: FSDP or DeepSpeed ZeRO; the memory estimate is then per rank."
     )
 
     @property

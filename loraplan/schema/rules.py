@@ -226,7 +226,7 @@ def pattern_values(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
 def fsdp_storage(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     q = c.quantization
     written = q is not None and _set(doc, ("quantization", "bnb_4bit_quant_storage"))
-    if written and q.load_in_4bit and q.bnb_4bit_quant_storage not in ("uint8", c.dtype):
+    if written and c.distributed is None and q.load_in_4bit and q.bnb_4bit_quant_storage not in ("uint8", c.dtype):
         yield _d(doc, ("quantization", "bnb_4bit_quant_storage"), "LP310", "warning",
                  f"bnb_4bit_quant_storage {q.bnb_4bit_quant_storage} differs from the model dtype {c.dtype}: "
                  f"FSDP cannot flatten 4-bit and {c.dtype} parameters together",
@@ -242,3 +242,7 @@ def check(config: Config, doc: SourceDoc) -> list[Diagnostic]:
     for fn in RULES:
         out.extend(fn(config, doc))
     return out
+
+
+# The rules of `distributed:` register themselves here (they import `rule` from this module).
+from loraplan.schema import rules_distributed as _rules_distributed  # noqa: E402,F401

@@ -22,6 +22,7 @@ import re
 from dataclasses import replace
 
 from loraplan.schema.axolotl.adapter import translate_lora
+from loraplan.schema.axolotl.distributed import translate_distributed
 from loraplan.schema.axolotl.keys import MARKER_KEYS
 from loraplan.schema.axolotl.quant import promote_adapter, translate_dtype, translate_quantization
 from loraplan.schema.axolotl.refusals import check_refusals
@@ -52,6 +53,7 @@ def translate(doc: SourceDoc) -> tuple[SourceDoc, list[Diagnostic], dict[tuple, 
         translate_lora(t)
         translate_quantization(t, adapter, dtype, flags)
     translate_training(t)
+    translate_distributed(t)
     return t.native_doc(), t.diagnostics, t.labels
 
 

@@ -61,7 +61,8 @@ def test_every_config_loads_as_axolotl_into_a_config(results):
 
 
 def test_corpus_findings_are_exactly_the_checked_ones(results):
-    found = {(d.code, name, d.line) for name, r in results.items() for d in r.diagnostics}
+    found = {(d.code, name, d.line) for name, r in results.items() for d in r.diagnostics
+             if not d.code.startswith("LP35")}  # distributed: findings, in test_axolotl_distributed.py
     assert found == EXPECTED
 
 
@@ -70,7 +71,8 @@ def test_corpus_errors_are_axolotls_own_refusals(results):
     # (its golden: "`flash_attn_rms_norm` is no longer supported."). Everything else is informational.
     errors = {(d.code, name) for name, r in results.items() for d in r.diagnostics if d.severity == "error"}
     assert errors == {("LP409", "archived/stablelm-2/1.6b/lora.yml")}
-    severities = {d.severity for r in results.values() for d in r.diagnostics if d.severity != "error"}
+    severities = {d.severity for r in results.values() for d in r.diagnostics
+                  if d.severity != "error" and not d.code.startswith("LP35")}
     assert severities == {"info"}
 
 

@@ -85,7 +85,8 @@ def test_misspelt_non_adapter_key_is_only_info():
     ],
 )
 def test_other_axolotl_keys_pass_without_complaint(extra):
-    assert _findings(extra) == []
+    # fsdp / deepspeed are read now: only LP359 (the world size is assumed) may be said about them
+    assert [f for f in _findings(extra) if f[0] != "LP359"] == []
 
 
 def test_unknown_key_inside_peft_block():
