@@ -23,8 +23,8 @@ import weakref
 
 import torch
 
-from loraplan.runtime.fast import freshness, torch_ops
-from loraplan.runtime.fast.functions import _as, adapter_copies
+from loraplan.runtime.fast import torch_ops
+from loraplan.runtime.fast.functions import _as
 from loraplan.runtime.fast.stacked import StackedLoraLinear, WeightStack
 
 
@@ -116,7 +116,7 @@ class SharedInputGroup:
             stack.refresh(a_list, b_list, scalings)
             outs = StackedLoraLinear.apply(x, stack, tuple(scalings), *biases, *a_list, *b_list)
         else:
-            copies = cached_copies(self, a_list, b_list, scalings, x.dtype)
+            copies = fresh_copies(a_list, b_list, scalings, x.dtype)
             spec = (len(layers), tuple(scalings), ops, *copies)
             outs = GroupedLoraLinear.apply(x, spec, *weights, *biases, *a_list, *b_list)
         self._x, self._version = weakref.ref(x), x._version
@@ -124,18 +124,14 @@ class SharedInputGroup:
         return outs[layers.index(member)]
 
 
-def cached_copies(owner, a_list, b_list, scalings, dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(cat of the A's, [s_i B_i]) in `dtype`, kept on `owner` until an adapter changes.
+def fresh_copies(a_list, b_list, scalings, dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(cat of the A's, [s_i B_i]) in `dtype`, made from the live parameters on every call.
 
-    Made once per optimizer step instead of once per call: the casts and scalings are tiny, but
-    each is a kernel launch, and an eager training step is partly bound by launches. When a copy
-    is stale: freshness.py.
+    Never kept between calls (freshness.py says why): one cast of the stacked A's and one
+    scaled cast per B, for all members of a group together.
     """
-    key = freshness.key((*a_list, *b_list), dtype, tuple(scalings))
-    cache = owner.__dict__.get("_loraplan_copies")
-    if cache is None or cache[0] != key:
-        a_copies, bs = zip(*(adapter_copies(a, b, s, dtype) for a, b, s in zip(a_list, b_list, scalings)))
-        a_cat = torch.cat(a_copies) if len(a_copies) > 1 else a_copies[0]
-        cache = (key, (a_cat, list(bs)))
-        owner.__dict__["_loraplan_copies"] = cache
-    return cache[1]
+    with torch.no_grad():
+        a_cat = a_list[0].detach() if len(a_list) == 1 else torch.cat([a.detach() for a in a_list])
+        a_cat = _as(a_cat, dtype)
+        bs = [_as(b.detach(), dtype) * s if s != 1.0 else _as(b.detach(), dtype) for b, s in zip(b_list, scalings)]
+    return a_cat, bs

@@ -15,9 +15,8 @@ from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
 from loraplan.runtime.fast import torch_ops
-from loraplan.runtime.fast.freshness import watch_optimizers
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
-from loraplan.runtime.fast.grouped import SharedInputGroup, cached_copies
+from loraplan.runtime.fast.grouped import SharedInputGroup
 from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stacking
 
 _SUBCLASSES: dict[type, type] = {}
@@ -133,8 +132,7 @@ class _FastForward:
                     return out
                 if group.enabled:
                     return group.compute(self, x, name, ops)
-            a, (bs,) = cached_copies(self, [lora_a], [lora_b], [scaling], x.dtype)
-            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, (a, bs))
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops)
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
         ops = _ops(self, x)
@@ -147,8 +145,7 @@ class _FastForward:
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
-        a, (bs,) = cached_copies(self, [lora_a], [lora_b], [scaling], x.dtype)
-        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, (a, bs))
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops)
 
 
 def _fast_class(cls: type) -> type:
@@ -180,7 +177,6 @@ def patch_model(model: nn.Module, mode: str = "auto", kernels: str = "torch", st
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
-    watch_optimizers()
     report = FastPathReport()
     for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or not hasattr(module, "get_base_layer"):
