@@ -49,7 +49,7 @@ def variants(bases, a_list, b_list):
             copies = fresh_copies(a_list, b_list, scalings, x.dtype)
             return (FusedLoraLinear.apply(x, bases[0].weight, None, a_list[0], b_list[0], SCALE, torch_ops,
                                           (copies[0], copies[1][0])),)  # fmt: skip
-        spec = (k, scalings, torch_ops, *fresh_copies(a_list, b_list, scalings, x.dtype))
+        spec = (k, scalings, torch_ops, *fresh_copies(a_list, b_list, scalings, x.dtype), None)
         return GroupedLoraLinear.apply(x, spec, *[b.weight for b in bases], *([None] * k), *a_list, *b_list)
 
     def stacked_with(pad):

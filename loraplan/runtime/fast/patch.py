@@ -11,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
+from loraplan.runtime.fast import dropout as _dropout
 from loraplan.runtime.fast import torch_ops
+from loraplan.runtime.fast.dropout import active_p
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
 from loraplan.runtime.fast.grouped import SharedInputGroup
 from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stacking
@@ -88,8 +91,8 @@ def fallback_reason(layer: nn.Module) -> str | None:
     if layer.lora_B[name].bias is not None:
         return "lora_bias: PEFT's layer adds B's bias"
     dropout = layer.lora_dropout[name]
-    if isinstance(dropout, nn.Dropout) and dropout.p > 0:
-        return "lora_dropout > 0: PEFT's layer applies dropout"
+    if type(dropout) not in (nn.Dropout, nn.Identity):
+        return f"lora_dropout is {type(dropout).__name__}, not nn.Dropout: PEFT's layer"
     return None
 
 
@@ -115,8 +118,11 @@ class _FastForward:
         bias = base.bias
         if base.weight.requires_grad or (bias is not None and bias.requires_grad):
             return super().forward(x, *args, **kwargs)
+        p = active_p(self.lora_dropout[name])
+        if p > 0 and torch.compiler.is_compiling():
+            return _compiled_dropout(self, x, base, lora_a, lora_b, scaling, p)
         mode = self._loraplan_mode
-        merged = mode == "merged" or (mode == "auto" and torch.compiler.is_compiling())
+        merged = p == 0 and (mode == "merged" or (mode == "auto" and torch.compiler.is_compiling()))
         if type(base) is nn.Linear:
             if x.dtype != base.weight.dtype:
                 return super().forward(x, *args, **kwargs)
@@ -131,8 +137,9 @@ class _FastForward:
                 if out is not None:
                     return out
                 if group.enabled:
-                    return group.compute(self, x, name, ops)
-            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops)
+                    return group.compute(self, x, name, ops, _group_drops(group, name))
+            drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, drop)
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
         ops = _ops(self, x)
@@ -145,7 +152,29 @@ class _FastForward:
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
-        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops)
+        drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, drop)
+
+
+def _group_drops(group, name: str):
+    """(keep, seed) or None for each member of a group, or None when no member drops."""
+    ps = [active_p(m.lora_dropout[name]) for m in group.members]
+    if not any(ps):
+        return None
+    return tuple((1.0 - p, _dropout.draw_seed()) if p > 0 else None for p in ps)
+
+
+def _compiled_dropout(layer, x, base, lora_a, lora_b, scaling, p):
+    """Under torch.compile: plain ops in the compute dtype, so inductor fuses the dropout.
+
+    The merged formulation does not apply (the low-rank term reads the dropped input), and
+    torch.Generator calls do not trace; inductor draws and recomputes its own mask.
+    """
+    dt = x.dtype
+    low = F.linear(F.linear(F.dropout(x, p, training=True), lora_a.to(dt)), lora_b.to(dt)) * scaling
+    if type(base) is nn.Linear:
+        return F.linear(x, base.weight, base.bias) + low
+    return base(x) + low
 
 
 def _fast_class(cls: type) -> type:
