@@ -247,6 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs of each QLoRA cell")
     ap.add_argument("--cells", type=int, default=len(CELLS), help="the first N cells of the priority list")
     ap.add_argument("--minutes", type=float, default=8.0, help="start no cell after this much wall time")
+    ap.add_argument("--axolotl-minutes", type=float, default=1.5, help="more time for Axolotl's runs, after")
     ap.add_argument("--no-axolotl", action="store_true")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", default="")
@@ -282,7 +283,8 @@ def main(argv=None) -> int:
     if not args.no_axolotl:  # last: the attention patch changes the class for every later model
         plan += [("axolotl", a, d, g, c) for a, d, g, c in cells if not c and a != "dora"]
     for impl, adapter, dropout, gc, compiled in plan:
-        if time.time() - t0 > args.minutes * 60:
+        limit = args.minutes + (args.axolotl_minutes if impl == "axolotl" else 0)
+        if time.time() - t0 > limit * 60:
             results["not_run"].append([impl, adapter, dropout, gc, compiled])
             continue
         results["runs"].append(run_cell(arch, impl, adapter, dropout, gc, compiled, model_dir, args.steps,
