@@ -23,7 +23,7 @@ from torch import nn
 
 from loraplan.runtime.fast import stacked, torch_ops
 from loraplan.runtime.fast.functions import FusedLoraLinear
-from loraplan.runtime.fast.grouped import GroupedLoraLinear, cached_copies
+from loraplan.runtime.fast.grouped import GroupedLoraLinear, fresh_copies
 
 N, R, SCALE = 8 * 1024, 16, 2.0
 GROUPS = {"q/k/v": (2048, [2048, 512, 512]), "o_proj": (2048, [2048]), "gate/up": (2048, [8192, 8192]),
@@ -46,10 +46,10 @@ def variants(bases, a_list, b_list):
 
     def output_side(x):
         if k == 1:
-            copies = cached_copies(bases[0], a_list, b_list, scalings, x.dtype)
+            copies = fresh_copies(a_list, b_list, scalings, x.dtype)
             return (FusedLoraLinear.apply(x, bases[0].weight, None, a_list[0], b_list[0], SCALE, torch_ops,
                                           (copies[0], copies[1][0])),)  # fmt: skip
-        spec = (k, scalings, torch_ops, *cached_copies(bases[0], a_list, b_list, scalings, x.dtype))
+        spec = (k, scalings, torch_ops, *fresh_copies(a_list, b_list, scalings, x.dtype), None)
         return GroupedLoraLinear.apply(x, spec, *[b.weight for b in bases], *([None] * k), *a_list, *b_list)
 
     def stacked_with(pad):

@@ -10,6 +10,9 @@ step, and the plan's memory estimate against the measured peak. `--check` first 
 loraplan's forward and every adapter gradient with PEFT's on fresh random inputs.
 
     python benchmarks/train_step.py --out results.json
+
+Issue 12's matrix (dropout, checkpointing, compile, DoRA, two architectures, Axolotl's kernels)
+is benchmarks/train_matrix.py, which reuses this file's helpers: `--matrix ARGS...` runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import gc
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -121,12 +125,12 @@ def freeze_with_input_grads(model):
     return model
 
 
-def time_steps(model, batch: int, seq: int, steps: int, warmup: int, compiled: bool) -> dict:
+def time_steps(model, batch: int, seq: int, steps: int, warmup: int, compiled: bool, vocab: int = 0) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4) if params else None
     fwd = torch.compile(model) if compiled else model
     gen = torch.Generator(device="cuda").manual_seed(0)
-    ids = torch.randint(0, MODEL["vocab_size"], (batch, seq), device="cuda", generator=gen)
+    ids = torch.randint(0, vocab or MODEL["vocab_size"], (batch, seq), device="cuda", generator=gen)
 
     def step():
         out = fwd(input_ids=ids, labels=ids)
@@ -234,6 +238,11 @@ def check_against_peft(qlora: bool, path: str | None, layers: int, batch: int, s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--matrix"]:
+        import train_matrix
+
+        return train_matrix.main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=1024)

@@ -8,7 +8,6 @@ live module, which also knows the base layer's class (nn.Linear or bitsandbytes 
 from __future__ import annotations
 
 FALLBACK_REASONS = {
-    "dropout": "lora_dropout > 0: PEFT's layer applies dropout",
     "dora": "DoRA: PEFT's layer computes the weight norm",
     "lora_bias": "lora_bias: PEFT's layer adds B's bias",
     "kind": "not a Linear: PEFT's layer for this module type",
@@ -23,6 +22,7 @@ def static_fallback_reason(
 
     Only nn.Linear modules qualify (PEFT stores their weight as (out, in); GPT-2's Conv1D, which
     stores it transposed, embeddings, convolutions and nn.Parameter targets keep PEFT's layers).
+    `dropout` is accepted for callers that pass it; it no longer decides anything.
     """
     if kind != "linear":
         return FALLBACK_REASONS["kind"]
@@ -32,6 +32,4 @@ def static_fallback_reason(
         return FALLBACK_REASONS["dora"]
     if lora_bias:
         return FALLBACK_REASONS["lora_bias"]
-    if dropout > 0:
-        return FALLBACK_REASONS["dropout"]
-    return None
+    return None  # lora_dropout > 0 runs fused too: its mask is made from a seed (runtime/fast/dropout.py)

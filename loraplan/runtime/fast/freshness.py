@@ -1,37 +1,18 @@
-"""When the compute-dtype copies of the adapters (and the B columns of a stack) must be remade.
+"""Why the fast path keeps no adapter copy between calls.
 
-The fast path keeps A, s B (or B in a stack) in the compute dtype between calls: remaking them
-is a handful of kernel launches per layer, and an eager step is partly bound by launches. A copy
-is stale once an adapter changes, which shows in one of three ways:
+Earlier versions kept A and s B in the compute dtype from one optimizer step to the next and
+renewed them when a version counter moved or an optimizer stepped. Writes through `.data`
+(`p.data.normal_()`, `p.data.copy_(...)`), storage swaps by sharded training (FSDP2 unsharding
+into a buffer, DeepSpeed ZeRO-3 gathering) and some loaders move no counter, so a kept copy
+could go stale and the outputs were silently wrong (issue 12, item 6). No check reads a tensor's
+values for free, so the copies are now made on every call from the live parameters: a cast and a
+scale per adapter (two or three small kernels), shared by the members of a group.
 
-- its storage (`data_ptr`) or version counter changed: in-place updates through the tensor
-  itself (torch optimizers, `load_state_dict`, `copy_` under `no_grad`);
-- any optimizer stepped: bitsandbytes' optimizers (0.50: AdamW, AdamW8bit, the paged ones)
-  write the parameters through their own operator without bumping version counters, as fused
-  C++-extension optimizers do, so every `torch.optim.Optimizer.step` (theirs included) counts
-  as a change, through a global step hook;
-- `adapters_changed()` was called: for writes through `.data`, which nothing can see.
+`adapters_changed()` stays for code written against the old contract; it has nothing to do.
 """
 
 from __future__ import annotations
 
-from torch.optim.optimizer import register_optimizer_step_post_hook
-
-_GENERATION = [0]
-_HOOK: list = []
-
 
 def adapters_changed() -> None:
-    """Mark every kept adapter copy stale (call after editing adapters through `.data`)."""
-    _GENERATION[0] += 1
-
-
-def watch_optimizers() -> None:
-    """Count every optimizer step as an adapter change (installed once per process)."""
-    if not _HOOK:
-        _HOOK.append(register_optimizer_step_post_hook(lambda *_: adapters_changed()))
-
-
-def key(tensors, *extra) -> tuple:
-    """A value that changes whenever any of `tensors` may have changed (see module doc)."""
-    return (_GENERATION[0], *extra, *((t.data_ptr(), t._version) for t in tensors))
+    """No-op, kept for compatibility: the fast path reads the adapters afresh on every call."""

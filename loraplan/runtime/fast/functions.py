@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from loraplan.runtime.fast import torch_ops
+from loraplan.runtime.fast.dropout import dropped
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -65,18 +66,19 @@ class FusedLoraLinear(torch.autograd.Function):
     The low-rank term is computed first and the large GEMM accumulates onto it (beta = 1), so
     the update costs no extra pass over the output: the large GEMM is compute-bound and reads
     the accumulator in its epilogue. `ops` computes the rank-r products (torch_ops or triton_ops);
-    `copies` is (A, s B) in x's dtype when the caller keeps them between steps (else made here).
+    `copies` is (A, s B) in x's dtype when the caller made them already (else made here).
+    `drop` = (keep, seed) applies LoRA dropout to the low-rank input (dropout.py), else None.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, drop=None):
         x2 = _flat(x)
         a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
-        xa = ops.down(x2, a)
+        xa = ops.down(x2, a) if drop is None else ops.down(dropped(x2, drop)[0], a, 1.0 / drop[0])
         out = torch.mm(xa, bs.t()) if bias is None else torch.addmm(bias, xa, bs.t())
         out.addmm_(x2, weight.t())
         ctx.save_for_backward(x2, xa, weight, a, bs)
-        ctx.scaling, ctx.ops, ctx.x_shape = scaling, ops, x.shape
+        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop = scaling, ops, x.shape, drop
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
@@ -86,15 +88,19 @@ class FusedLoraLinear(torch.autograd.Function):
         ops, s = ctx.ops, ctx.scaling
         g = _as(_flat(grad_out), x2.dtype)
         gs = ops.down(g, bs.t())  # s (g B): N x r
+        xd, m = dropped(x2, ctx.drop)  # the forward's mask, made again from its seed
+        inv = 1.0 if m is None else 1.0 / ctx.drop[0]
         grad_x = None
         if ctx.needs_input_grad[0]:
-            if merged_dx_pays(g.shape[0], weight.shape[0]):  # g (W + s B A): W is smaller than dL/dx
+            if m is not None:  # the low-rank part goes through the mask
+                grad_x = torch.mm(gs, a * inv).mul_(m).addmm_(g, weight).view(ctx.x_shape)
+            elif merged_dx_pays(g.shape[0], weight.shape[0]):  # g (W + s B A): W is smaller than dL/dx
                 grad_x = torch.mm(g, torch_ops.merge(weight, bs, a)).view(ctx.x_shape)
             else:
                 grad_x = torch.mm(gs, a).addmm_(g, weight).view(ctx.x_shape)
-        grad_a = ops.reduce(gs, x2, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
+        grad_a = ops.reduce(gs, xd, inv, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
         grad_b = ops.reduce(xa, g, s, transpose=True, dtype=ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_a, grad_b, None, None, None
+        return grad_x, None, None, grad_a, grad_b, None, None, None, None
 
 
 class LoraAddInto(torch.autograd.Function):
@@ -104,14 +110,14 @@ class LoraAddInto(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None):
+    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, drop=None):
         x2 = _flat(x)
         a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
-        xa = ops.down(x2, a)
+        xa = ops.down(x2, a) if drop is None else ops.down(dropped(x2, drop)[0], a, 1.0 / drop[0])
         _flat(base_out).addmm_(xa, bs.t())
         ctx.mark_dirty(base_out)
         ctx.save_for_backward(x2, xa, a, bs)
-        ctx.scaling, ctx.ops, ctx.x_shape = scaling, ops, x.shape
+        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop = scaling, ops, x.shape, drop
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return base_out
 
@@ -121,10 +127,15 @@ class LoraAddInto(torch.autograd.Function):
         ops, s = ctx.ops, ctx.scaling
         g = _as(_flat(grad_out), x2.dtype)
         gs = ops.down(g, bs.t())
-        grad_x = torch.mm(gs, a).view(ctx.x_shape) if ctx.needs_input_grad[1] else None
-        grad_a = ops.reduce(gs, x2, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
+        xd, m = dropped(x2, ctx.drop)
+        inv = 1.0 if m is None else 1.0 / ctx.drop[0]
+        grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.mm(gs, a) if m is None else torch.mm(gs, a * inv).mul_(m)
+            grad_x = grad_x.view(ctx.x_shape)
+        grad_a = ops.reduce(gs, xd, inv, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
         grad_b = ops.reduce(xa, g, s, transpose=True, dtype=ctx.ab_dtypes[1]) if ctx.needs_input_grad[3] else None
-        return grad_out, grad_x, grad_a, grad_b, None, None, None
+        return grad_out, grad_x, grad_a, grad_b, None, None, None, None
 
 
 class MergedLoraLinear(torch.autograd.Function):

@@ -23,8 +23,9 @@ import weakref
 
 import torch
 
-from loraplan.runtime.fast import freshness, torch_ops
-from loraplan.runtime.fast.functions import _as, adapter_copies
+from loraplan.runtime.fast import torch_ops
+from loraplan.runtime.fast.dropout import dropped
+from loraplan.runtime.fast.functions import _as
 from loraplan.runtime.fast.stacked import StackedLoraLinear, WeightStack
 
 
@@ -33,17 +34,21 @@ class GroupedLoraLinear(torch.autograd.Function):
     def forward(ctx, x, spec, *tensors):
         # tensors: k weights, k biases (or None), k A's, k B's; spec: (k, scalings, ops, A_cat, [s_i B_i])
         # where A_cat and s_i B_i are compute-dtype copies of the adapters
-        k, scalings, ops, a_cat, bs_list = spec
+        k, scalings, ops, a_cat, bs_list, drops = spec
         weights, biases, a_list, b_list = tensors[:k], tensors[k : 2 * k], tensors[2 * k : 3 * k], tensors[3 * k :]
         x2 = x.reshape(-1, x.shape[-1])
-        xa = ops.down(x2, a_cat)
         ranks = [bs.shape[1] for bs in bs_list]
+        if drops is None:
+            xa = ops.down(x2, a_cat)
+        else:  # a mask per member, as PEFT's per-layer dropout modules draw (dropout.py)
+            xa = torch.cat([ops.down(x2, a) if d is None else ops.down(dropped(x2, d)[0], a, 1.0 / d[0])
+                            for a, d in zip(a_cat.split(ranks), drops)], dim=1)  # fmt: skip
         outs = []
         for w, bias, bs, part in zip(weights, biases, bs_list, xa.split(ranks, dim=1)):
             low = torch.mm(part, bs.t()) if bias is None else torch.addmm(bias, part, bs.t())
             outs.append(low.addmm_(x2, w.t()).view(*x.shape[:-1], w.shape[0]))
         ctx.save_for_backward(x2, xa, a_cat, *weights, *bs_list)
-        ctx.k, ctx.scalings, ctx.ops, ctx.x_shape = k, scalings, ops, x.shape
+        ctx.k, ctx.scalings, ctx.ops, ctx.x_shape, ctx.drops = k, scalings, ops, x.shape, drops
         ctx.ab_dtypes = [(a.dtype, b.dtype) for a, b in zip(a_list, b_list)]
         ctx.ranks = ranks
         return tuple(outs)
@@ -59,6 +64,8 @@ class GroupedLoraLinear(torch.autograd.Function):
              for g, bs, r in zip(flat, bs_list, ctx.ranks)],
             dim=1,
         )  # fmt: skip
+        if ctx.drops is not None:
+            return _backward_dropped(ctx, x2, xa, a_cat, weights, flat, gs)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(gs, a_cat)
@@ -74,6 +81,33 @@ class GroupedLoraLinear(torch.autograd.Function):
             grad_as.append(_as(grad_a, a_dtype))
             grad_bs.append(None if g is None else ops.reduce(xa_i, g, s, transpose=True, dtype=b_dtype))
         return (grad_x, None, *([None] * (2 * k)), *grad_as, *grad_bs)
+
+
+def _backward_dropped(ctx, x2, xa, a_cat, weights, flat, gs):
+    """The backward with per-member dropout: each member's mask made again from its seed."""
+    k, ops, ranks = ctx.k, ctx.ops, ctx.ranks
+    grad_x = None
+    grad_as, grad_bs = [], []
+    parts = zip(flat, a_cat.split(ranks), gs.split(ranks, dim=1), xa.split(ranks, dim=1), ctx.scalings,
+                ctx.ab_dtypes, ctx.drops)  # fmt: skip
+    for g, a, gs_i, xa_i, s, (a_dtype, b_dtype), drop in parts:
+        xd, m = dropped(x2, drop)
+        inv = 1.0 if m is None else 1.0 / drop[0]
+        if ctx.needs_input_grad[0] and g is not None:
+            if grad_x is None:
+                grad_x = torch.mm(gs_i, a * inv) if m is None else torch.mm(gs_i, a * inv).mul_(m)
+            elif m is None:
+                grad_x.addmm_(gs_i, a)
+            else:
+                grad_x.addcmul_(torch.mm(gs_i, a), m, value=inv)
+        grad_as.append(None if g is None else ops.reduce(gs_i, xd, inv, dtype=a_dtype))
+        grad_bs.append(None if g is None else ops.reduce(xa_i, g, s, transpose=True, dtype=b_dtype))
+    if grad_x is not None:
+        for g, w in zip(flat, weights):
+            if g is not None:
+                grad_x.addmm_(g, w)
+        grad_x = grad_x.view(ctx.x_shape)
+    return (grad_x, None, *([None] * (2 * k)), *grad_as, *grad_bs)
 
 
 class SharedInputGroup:
@@ -101,7 +135,8 @@ class SharedInputGroup:
             self._pending.clear()
         return None
 
-    def compute(self, member, x: torch.Tensor, name: str, ops) -> torch.Tensor:
+    def compute(self, member, x: torch.Tensor, name: str, ops, drops=None) -> torch.Tensor:
+        """Every member's output on x; drops: (keep, seed) or None per member, or None for none."""
         layers = self.members
         weights, biases, a_list, b_list, scalings = [], [], [], [], []
         for layer in layers:
@@ -112,30 +147,26 @@ class SharedInputGroup:
             b_list.append(layer.lora_B[name].weight)
             scalings.append(layer.scaling[name])
         stack = self.stack
-        if stack is not None and ops is torch_ops and stack.ready():
+        if stack is not None and ops is torch_ops and drops is None and stack.ready():
             stack.refresh(a_list, b_list, scalings)
             outs = StackedLoraLinear.apply(x, stack, tuple(scalings), *biases, *a_list, *b_list)
         else:
-            copies = cached_copies(self, a_list, b_list, scalings, x.dtype)
-            spec = (len(layers), tuple(scalings), ops, *copies)
+            copies = fresh_copies(a_list, b_list, scalings, x.dtype)
+            spec = (len(layers), tuple(scalings), ops, *copies, drops)
             outs = GroupedLoraLinear.apply(x, spec, *weights, *biases, *a_list, *b_list)
         self._x, self._version = weakref.ref(x), x._version
         self._pending = {id(layer): out for layer, out in zip(layers, outs) if layer is not member}
         return outs[layers.index(member)]
 
 
-def cached_copies(owner, a_list, b_list, scalings, dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(cat of the A's, [s_i B_i]) in `dtype`, kept on `owner` until an adapter changes.
+def fresh_copies(a_list, b_list, scalings, dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(cat of the A's, [s_i B_i]) in `dtype`, made from the live parameters on every call.
 
-    Made once per optimizer step instead of once per call: the casts and scalings are tiny, but
-    each is a kernel launch, and an eager training step is partly bound by launches. When a copy
-    is stale: freshness.py.
+    Never kept between calls (freshness.py says why): one cast of the stacked A's and one
+    scaled cast per B, for all members of a group together.
     """
-    key = freshness.key((*a_list, *b_list), dtype, tuple(scalings))
-    cache = owner.__dict__.get("_loraplan_copies")
-    if cache is None or cache[0] != key:
-        a_copies, bs = zip(*(adapter_copies(a, b, s, dtype) for a, b, s in zip(a_list, b_list, scalings)))
-        a_cat = torch.cat(a_copies) if len(a_copies) > 1 else a_copies[0]
-        cache = (key, (a_cat, list(bs)))
-        owner.__dict__["_loraplan_copies"] = cache
-    return cache[1]
+    with torch.no_grad():
+        a_cat = a_list[0].detach() if len(a_list) == 1 else torch.cat([a.detach() for a in a_list])
+        a_cat = _as(a_cat, dtype)
+        bs = [_as(b.detach(), dtype) * s if s != 1.0 else _as(b.detach(), dtype) for b, s in zip(b_list, scalings)]
+    return a_cat, bs

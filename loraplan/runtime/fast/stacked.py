@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from loraplan.runtime.fast import freshness, torch_ops
+from loraplan.runtime.fast import torch_ops
 from loraplan.runtime.fast.functions import _as
 
 MAX_REBUILDS = 3
@@ -87,7 +87,6 @@ class WeightStack:
             self.a_cat = torch.zeros(padded, d, dtype=first.dtype, device=first.device)
         self.store, self.rows, self.d = store, rows, d
         self.ptrs = [b.weight.data_ptr() for b in self.bases]
-        self.key = None  # the low-rank columns are written on first use
 
     def ready(self) -> bool:
         """True when every base weight is (again) a view of the stack; False: stop stacking."""
@@ -101,13 +100,12 @@ class WeightStack:
         return True
 
     def refresh(self, a_list, b_list, scalings) -> None:
-        """Write B_i into its columns and s_i A_i into the stacked A when an adapter has changed.
+        """Write B_i into its columns and s_i A_i into the stacked A, on every call.
 
-        Once per optimizer step, not per call (when a copy is stale: freshness.py).
+        Never skipped (freshness.py says why). The writes are in place, so a second forward
+        before the first one's backward makes autograd refuse that backward, never silently
+        use other adapters.
         """
-        key = freshness.key((*a_list, *b_list), tuple(scalings))
-        if key == self.key:
-            return
         ranks = [a.shape[0] for a in a_list]
         if ranks != self.ranks:  # an adapter was re-created with another rank
             self.ranks = ranks
@@ -118,7 +116,6 @@ class WeightStack:
                 row[:, self.d + off : self.d + off + r].copy_(b)
                 torch.mul(a, s, out=self.a_cat[off : off + r])
                 off += r
-        self.key = key
 
     def release(self) -> None:
         """Give every base layer a contiguous weight of its own again (unpatching)."""
