@@ -49,7 +49,7 @@ class TestNoSilentPass:
         if fmt == "text":
             assert f"outside.yaml:1:13: LP520 {severity}: targets not checked: base_model " in out
             assert "help: `loraplan validate --online`" in out and "--arch" in out
-            assert "(1 file checked: 0 fully, 1 partly (targets not checked))" in out
+            assert "(1 file checked: 0 fully, 1 partly: targets not checked)." in out
         elif fmt == "json":
             data = json.loads(out)
             (d,) = data["diagnostics"]
@@ -69,6 +69,10 @@ class TestNoSilentPass:
         code, out, _ = run("validate", write("a.yaml", CATALOG), write("b.yaml", OUTSIDE), "--format", "json")
         summary = json.loads(out)["summary"]
         assert code == 0 and (summary["files_checked_fully"], summary["files_checked_partly"]) == (1, 1)
+
+    def test_arch_flag_hub_id_out_of_reach_is_located_at_base_model(self, run, write):
+        code, out, _ = run("validate", write("c.yaml", OUTSIDE), "--arch", "acme/other-model")
+        assert code == 0 and "c.yaml:1:1: LP520 warning: targets not checked: --arch 'acme/other-model'" in out
 
     def test_catalog_model_is_checked_fully(self, run, write):
         code, out, _ = run("validate", write("a.yaml", CATALOG))
