@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # No test reaches a real hub: `plan` goes online unless HF_HUB_OFFLINE is set. Hub tests unset it
-# and point HF_ENDPOINT at a local stand-in (tests/compiler/hub_standin.py).
+# and point HF_ENDPOINT at a local stand-in (tests/hub_standin.py).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

@@ -12,9 +12,12 @@ from loraplan import cli
 from loraplan.commands import validate as validate_cmd
 from loraplan.schema import json_schema
 
-GOOD = "base_model: m\nlora:\n  r: 8\n  target_modules: [q_proj]\n"
-WARN = "base_model: m\nadapter: lora\nlora:\n  r: 8\n  loftq_config: {loftq_bits: 4}\n"  # LP307 warning
-BAD = "base_model: m\nlora:\n  r: 0\n"
+# A catalog model, so validate checks the targets too (an unknown one is LP520, tests/commands/
+# test_validate_resolution.py).
+GOOD = "base_model: meta-llama/Llama-3.2-1B\nlora:\n  r: 8\n  target_modules: [q_proj]\n"
+WARN = ("base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nlora:\n  r: 8\n  loftq_config: {loftq_bits: 4}\n"
+        "  target_modules: [q_proj]\n")  # LP307 warning
+BAD = "base_model: meta-llama/Llama-3.2-1B\nlora:\n  r: 0\n"
 
 
 pytestmark = pytest.mark.usefixtures("plain_env")  # write, run: tests/conftest.py

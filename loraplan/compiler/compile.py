@@ -244,7 +244,7 @@ def check_loaded(
 
             arch, skipped = resolve_for_check(config, arch_override, result.source, network=network)
             if arch is None:
-                return None, skipped
+                return None, _located(skipped, result.source)  # --arch: at base_model, the key it overrides
         else:
             arch = None
         plan = compile_plan(config, arch, source=result.source, arch_override=arch_override)

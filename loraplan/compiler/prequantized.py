@@ -119,10 +119,20 @@ def _excluded(name: str, fmt: dict[str, Any], arch: Architecture) -> bool:
     if leaf in ("gate", "router") and not name.endswith("experts.gate"):
         return True  # MoE routers stay unquantised in every scheme here
     for skip in fmt.get("exclude_names") or []:
-        pattern = skip[3:] if skip.startswith("re:") else None
-        if (pattern and re.match(pattern, name)) or (not pattern and (skip == name or skip in name.split("."))):
+        if _skips(skip, name):
             return True
     return bool(fmt.get("exclude") and re.search(fmt["exclude"], name))
+
+
+def _skips(key: str, name: str) -> bool:
+    """transformers' should_convert_module: a prefix up to a module boundary, a regex with that
+    boundary, or a suffix; compressed-tensors' `re:` entries are plain regexes."""
+    try:
+        if key.startswith("re:"):
+            return re.match(key[3:], name) is not None
+        return re.match(rf"(?:{key})(?:(?<=\.)|(?=\.|$))", name) is not None or name.endswith(key)
+    except re.error:
+        return name.endswith(key)
 
 
 def quantised_weights(arch: Architecture, fmt: dict[str, Any]) -> dict[str, int]:

@@ -343,7 +343,7 @@ def raise_unresolved(attempt: _Attempt, config: Config, source: SourceDoc | None
 
         close = suggest(attempt.name)
         diags = list(attempt.hub_error.diagnostics)
-        if close and diags and diags[0].code == "LP521":
+        if close and diags and diags[0].code in ("LP521", "LP525"):
             diags[0] = replace(diags[0], hint=f"did you mean {' or '.join(repr(c) for c in close)}? {diags[0].hint}")
         located = _locate(diags, attempt, source)
         raise ResolveError(located[0].message, located)

@@ -17,6 +17,11 @@ def _commit(origin: dict[str, Any]) -> str:
 def source_text(origin: dict[str, Any] | None) -> str:
     """`origin` is Plan.architecture_source (compiler/resolve.py fills it)."""
     o = origin or {}
+    text = _source(o)
+    return f"{text}; patched as {o['variant']}" if o.get("variant") else text
+
+
+def _source(o: dict[str, Any]) -> str:
     kind = o.get("kind")
     same = f" (same content as catalog entry {o['same_as_catalog']})" if o.get("same_as_catalog") else ""
     if kind == "catalog":

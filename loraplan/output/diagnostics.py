@@ -147,7 +147,7 @@ def summary_line(diagnostics: list[Diagnostic], checked: list[str]) -> str:
     c = counts(diagnostics, checked)
     checked_txt = f"{_plural(c['files'], 'file')} checked"
     if c["files_checked_partly"]:
-        checked_txt += f": {c['files_checked_fully']} fully, {c['files_checked_partly']} partly (targets not checked)"
+        checked_txt += f": {c['files_checked_fully']} fully, {c['files_checked_partly']} partly: targets not checked"
     if not c["errors"] and not c["warnings"]:
         notes = f", {_plural(c['infos'], 'note')}" if c["infos"] else ""
         return f"All checks passed ({checked_txt}{notes})."

@@ -49,7 +49,7 @@ class TestNoSilentPass:
         if fmt == "text":
             assert f"outside.yaml:1:13: LP520 {severity}: targets not checked: base_model " in out
             assert "help: `loraplan validate --online`" in out and "--arch" in out
-            assert "(1 file checked: 0 fully, 1 partly (targets not checked))" in out
+            assert "(1 file checked: 0 fully, 1 partly: targets not checked)." in out
         elif fmt == "json":
             data = json.loads(out)
             (d,) = data["diagnostics"]
@@ -69,6 +69,10 @@ class TestNoSilentPass:
         code, out, _ = run("validate", write("a.yaml", CATALOG), write("b.yaml", OUTSIDE), "--format", "json")
         summary = json.loads(out)["summary"]
         assert code == 0 and (summary["files_checked_fully"], summary["files_checked_partly"]) == (1, 1)
+
+    def test_arch_flag_hub_id_out_of_reach_is_located_at_base_model(self, run, write):
+        code, out, _ = run("validate", write("c.yaml", OUTSIDE), "--arch", "acme/other-model")
+        assert code == 0 and "c.yaml:1:1: LP520 warning: targets not checked: --arch 'acme/other-model'" in out
 
     def test_catalog_model_is_checked_fully(self, run, write):
         code, out, _ = run("validate", write("a.yaml", CATALOG))
@@ -106,6 +110,33 @@ class TestTargetsChecked:
         monkeypatch.chdir(tmp_path / "ax" / "..")
         code, out, _ = run("validate", str(tmp_path / "ax" / "c.yaml"))
         assert code == 1 and "LP502" in out
+
+    def test_base_model_folder_relative_to_the_yaml(self, run, tmp_path, monkeypatch):
+        model_folder(tmp_path / "models" / "smol")
+        (tmp_path / "cfg").mkdir()
+        (tmp_path / "cfg" / "c.yaml").write_text(OUTSIDE.replace("HuggingFaceTB/SmolLM2-135M", "../models/smol"))
+        monkeypatch.chdir(tmp_path / "models")  # ../models/smol from here does not exist
+        code, out, _ = run("validate", str(tmp_path / "cfg" / "c.yaml"))
+        assert code == 1 and "LP502 error: target `v_porj`" in out
+
+    def test_online_in_a_fresh_process(self, tmp_path, repo_root):
+        import os
+
+        from hub_standin import HubStandIn, Repo  # tests/hub_standin.py
+
+        tiny = (CONFIGS_DIR / "tiny" / "trl-internal-testing--tiny-Qwen2ForCausalLM-2.5.json").read_bytes()
+        hub = HubStandIn(repos={"HuggingFaceTB/SmolLM2-135M": Repo({"config.json": tiny})})
+        url = hub.start()
+        try:
+            (tmp_path / "c.yaml").write_text(OUTSIDE)
+            env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+            env.update(HF_ENDPOINT=url, HF_HUB_CACHE=str(tmp_path / "cache"), NO_COLOR="1")
+            proc = subprocess.run([sys.executable, "-m", "loraplan", "validate", "--online", str(tmp_path / "c.yaml")],
+                                  capture_output=True, text=True, cwd=repo_root, env=env, timeout=120)
+        finally:
+            hub.stop()
+        assert proc.returncode == 1 and "LP502 error: target `v_porj`" in proc.stdout, proc.stdout + proc.stderr
+        assert hub.requested_files() == {"config.json"}
 
     def test_missing_explicit_path_is_an_error(self, run, write):
         code, out, _ = run("validate", write("c.yaml", "architecture: ./nowhere/config.json\n" + OUTSIDE))

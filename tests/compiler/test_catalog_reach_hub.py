@@ -1,7 +1,7 @@
 """Catalog reach through the hub: the stand-in serves every real config.json we have, and every
 Axolotl corpus config whose base_model it serves plans through it.
 
-The stand-in (hub_standin.py) serves each catalog config under its own hub id and every file of
+The stand-in (tests/hub_standin.py) serves each catalog config under its own hub id and every file of
 the shared corpus (/work/shared/corpus/hf-configs), with any revision (a corpus config may pin
 one). The catalog lookup is switched off, so each base_model really goes hub -> HF cache ->
 plan. A base_model whose config.json we do not have gets the hub's 404 (LP521), located; none of

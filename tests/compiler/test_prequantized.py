@@ -114,3 +114,16 @@ def test_catalog_fp8_checkpoint_counts_fp8_weights():
     total = plan.totals.total_params
     assert plan.memory.weights_bytes < 1.1 * total  # ~1 byte per weight, not bf16's 2
     assert any(d.code == "LP529" and "FP8Linear" in d.message for d in diags)
+
+
+def test_mxfp4_gpt_oss_experts_only_attention_stays_bf16_and_lora_able():
+    plan, diags = plan_of(BASE.format(base="openai/gpt-oss-20b", extra=""))
+    from loraplan.compiler.catalog import load_catalog_architecture
+
+    arch = load_catalog_architecture("openai/gpt-oss-20b")
+    experts = sum(p.numel for p in arch.parameters if ".mlp.experts." in p.name and len(p.shape) == 3)
+    assert experts > arch.total_params // 2  # most of gpt-oss is its fused expert tensors
+    # modules_to_not_convert (model.layers.*.self_attn, router, embeddings, lm_head) stay bf16
+    assert plan.memory.weights_bytes == int(2 * (arch.total_params - experts) + experts * 17 / 32)
+    (info,) = [d for d in diags if d.code == "LP529"]
+    assert info.severity == "info" and "mxfp4" in info.message  # q_proj/v_proj are not stored in MXFP4

@@ -1,4 +1,4 @@
-"""The hub, config.json only, end to end against a local stand-in (tests/compiler/hub_standin.py).
+"""The hub, config.json only, end to end against a local stand-in (tests/hub_standin.py).
 
 `plan` and `validate --online` fetch through huggingface_hub into the HF cache set for the test;
 each failure (404, 401, gated, revision, no config.json, timeout, no network, 5xx, offline,

@@ -243,7 +243,23 @@ def lookup(name: str) -> CatalogEntry | None:
 
 def lookup_config_content(data: Any) -> CatalogEntry | None:
     """The entry whose config has exactly this content (a local copy of a catalog config)."""
-    return catalog().by_sha.get(canonical_sha256(data))
+    sha = canonical_sha256(data)
+    return catalog().by_sha.get(sha) or _by_file_sha().get(sha)
+
+
+@lru_cache(maxsize=1)
+def _by_file_sha() -> dict[str, CatalogEntry]:
+    """The same, hashed from the config files themselves: the index's `config_sha256` of a config
+    with nested dicts was taken after transformers had rewritten them (rope_scaling) in place."""
+    out: dict[str, CatalogEntry] = {}
+    for entry in catalog().entries:
+        if entry.variant:
+            continue
+        try:
+            out.setdefault(canonical_sha256(json.loads(entry.config_path.read_text(encoding="utf-8"))), entry)
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def suggest(name: str, limit: int = 3) -> list[str]:

@@ -9,6 +9,7 @@ failure is one ResolveError whose code says which (LP521-LP527, LP536), with wha
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,8 @@ def fetch_config(hub_id: str, revision: str | None = None, timeout: float = TIME
     from loraplan.compiler.sources.hf_cache import hub_cache_dirs
 
     url = endpoint()
-    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or timeout)
+    with contextlib.suppress(ValueError):  # huggingface_hub ignores a malformed value too
+        timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or timeout)
     saved = constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY
     constants.HF_HUB_OFFLINE = False  # the user's setting was checked above; ours only guards transformers
     constants.HF_HUB_DISABLE_TELEMETRY = True  # config.json only: no user-agent probes (/api/agent-harnesses)
