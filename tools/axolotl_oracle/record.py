@@ -45,9 +45,12 @@ def dump(data) -> str:
 def _child(rel: str) -> dict:
     from tools.axolotl_oracle import run_config
 
+    start = time.monotonic()
     try:
-        return run_config.run(EXAMPLES, rel)
-    except BaseException as exc:  # noqa: BLE001 - an oracle bug must show, not kill the run
+        golden = run_config.run(EXAMPLES, rel)
+        golden["_seconds"] = time.monotonic() - start
+        return golden
+    except BaseException as exc:
         return {"config": rel, "status": "oracle_failure", "reason": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
 
@@ -60,11 +63,12 @@ def _preload() -> None:
     from tools.axolotl_oracle import stubs
 
     stubs.install()
-    import axolotl.loaders.adapter  # noqa: F401
-    import axolotl.loaders.model  # noqa: F401
+    import axolotl.loaders.adapter
+    import axolotl.loaders.model
     import axolotl.utils.config  # noqa: F401
     import peft  # noqa: F401
     import transformers  # noqa: F401
+
     from loraplan.compiler.catalog import catalog
 
     catalog()
@@ -95,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
         for golden in pool.imap_unordered(_child, todo):
+            seconds = golden.pop("_seconds", 0.0)
             tree = golden.pop("_tree", None)
             if tree is not None and golden.get("architecture"):
                 trees.setdefault(golden["architecture"], {})[golden.get("model_class", "?")] = tree
             counts[golden["status"]] = counts.get(golden["status"], 0) + 1
             (args.out / golden_name(golden["config"])).write_text(dump(golden), encoding="utf-8")
-            print(f"{golden['status']:15} {golden['config']}", flush=True)
+            print(f"{golden['status']:15} {seconds:6.1f}s {golden['config']}", flush=True)
     if not args.only:  # a full run: drop goldens of configs that left the corpus
         keep = {golden_name(c) for c in configs}
         for path in args.out.glob("*.json"):
