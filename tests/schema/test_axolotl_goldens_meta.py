@@ -151,6 +151,32 @@ def test_issue_numbers():
     assert router and router[0]["axolotl"] == "Linear" and router[0]["count"] == 16
 
 
+def test_param_wrapper_dropout_patch_is_recorded():
+    """Axolotl lets lora_dropout > 0 through on fused experts: Linear layers keep it, ParamWrappers get none."""
+    seen = 0
+    for rel in CONFIGS:
+        golden = load(golden_name(rel))
+        if golden["status"] != "ok" or not golden["parameters"] or not golden["lora_config"]["lora_dropout"]:
+            continue
+        seen += 1
+        dropout = golden["lora_config"]["lora_dropout"]
+        assert {p["dropout"] for p in golden["parameters"].values()} == {0.0}, rel
+        assert {m["dropout"] for m in golden["modules"].values()} <= {dropout}, rel
+        assert any("ParamWrapper" in w for w in golden["warnings"]), rel
+    assert seen >= 1  # trinity-nano-preview-qlora, among others
+
+
+def test_keys_axolotl_ignores_are_keys_of_the_file():
+    for rel in CONFIGS:
+        golden = load(golden_name(rel))
+        if "unknown_keys" not in golden:
+            assert golden["status"] == "axolotl_error" and golden["error"]["stage"] == "schema", rel
+            continue
+        raw = yaml.safe_load((EXAMPLES / rel).read_text(encoding="utf-8")) or {}
+        assert set(golden["unknown_keys"]) <= set(raw), rel
+        assert set(golden["unknown_keys"]) <= set(golden["dropped_keys"]) | {k for k, v in raw.items() if v is None}
+
+
 def test_trees_name_catalog_configs():
     trees = load("_trees.json")
     assert trees

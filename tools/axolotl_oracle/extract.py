@@ -98,7 +98,8 @@ def describe_peft(peft_model, golden: dict[str, Any], adapter: str = "default") 
     if tokens:
         golden["trainable_tokens"] = sorted(tokens)
     applied = config_dict(peft_model.peft_config[adapter])
-    if applied != golden.get("lora_config"):
+    built = dict(golden.get("lora_config") or {}, base_model_name_or_path=applied.get("base_model_name_or_path"))
+    if applied != built:  # get_peft_model always fills base_model_name_or_path; other changes are PEFT's
         golden["peft_config_applied"] = applied  # what PEFT made of it (e.g. MoE target_parameters)
 
 

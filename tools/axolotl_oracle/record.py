@@ -79,6 +79,19 @@ def versions() -> dict[str, str]:
                                                        "accelerate", "pydantic")}
 
 
+def check_pins() -> str | None:
+    """The goldens name their versions: refuse to record with other ones than requirements.txt pins."""
+    pins = {}
+    for line in (Path(__file__).parent / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        if version:
+            pins[name.lower()] = version
+    found = versions()
+    wrong = [f"{n} {found[n]} (pinned {pins[n]})" for n in ("axolotl", "transformers", "peft", "accelerate")
+             if found[n] != pins.get(n)]
+    return "; ".join(wrong) or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
@@ -86,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=GOLDENS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    wrong = check_pins()
+    if wrong:
+        print(f"record.py: wrong environment: {wrong}; run `make axolotl-goldens`", file=sys.stderr)
+        return 2
     _preload()
     from tools.axolotl_oracle import run_config, stubs
 

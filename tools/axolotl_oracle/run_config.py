@@ -60,16 +60,28 @@ def capabilities_for(raw: dict[str, Any]) -> dict[str, Any]:
     return caps
 
 
-def dropped_keys(raw: dict[str, Any], cfg) -> list[str]:
-    """Keys set (non-null) in the YAML that Axolotl's validated config no longer carries."""
+def _schema_class(cfg):
+    """The pydantic class validate_config uses (plugins merge their argument models into it)."""
+    from axolotl.integrations.config import merge_input_args
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
-    alias = {}
-    for field_name, field in AxolotlInputConfig.model_fields.items():
+    return merge_input_args()[1] if cfg.plugins else AxolotlInputConfig
+
+
+def key_report(raw: dict[str, Any], cfg, schema) -> dict[str, list[str]]:
+    """unknown_keys: not fields of Axolotl's schema (pydantic drops them: no effect). dropped_keys: set in
+    the YAML (non-null) but absent from the validated config (unknown, or consumed by a validator such as
+    flash_attention -> attn_implementation)."""
+    alias: dict[str, str] = {}
+    for field_name, field in schema.model_fields.items():
+        alias[field_name] = field_name
         for name in (field.alias, field.validation_alias):
             if isinstance(name, str):
                 alias[name] = field_name
-    return sorted(k for k, v in raw.items() if v is not None and k not in cfg and alias.get(k) not in cfg)
+    return {
+        "unknown_keys": sorted(k for k in raw if k not in alias),
+        "dropped_keys": sorted(k for k, v in raw.items() if v is not None and k not in cfg and alias.get(k) not in cfg),
+    }
 
 
 def _stage(stage: str, fn, *args, **kwargs):
@@ -81,6 +93,7 @@ def _stage(stage: str, fn, *args, **kwargs):
 
 def load_cfg(path: Path, raw: dict[str, Any], golden: dict[str, Any]):
     """axolotl.cli.config.load_cfg without its side effects (telemetry, debug log, env vars)."""
+    import torch
     from axolotl.utils.config import (
         normalize_cfg_datasets,
         normalize_config,
@@ -94,8 +107,10 @@ def load_cfg(path: Path, raw: dict[str, Any], golden: dict[str, Any]):
     caps = capabilities_for(raw)
     golden["capabilities"] = caps
     _stage("schema", prepare_plugins, cfg)
-    cfg = _stage("schema", validate_config, cfg, capabilities=caps, env_capabilities={"torch_version": "2.13.0"})
-    golden["dropped_keys"] = dropped_keys(raw, cfg)
+    schema = _schema_class(cfg)
+    env = {"torch_version": torch.__version__.split("+", 1)[0]}
+    cfg = _stage("schema", validate_config, cfg, capabilities=caps, env_capabilities=env)
+    golden.update(key_report(raw, cfg, schema))
 
     # Architecture: the hub id Axolotl reads its config.json from, served from loraplan's catalog.
     name = cfg.base_model_config or cfg.base_model
