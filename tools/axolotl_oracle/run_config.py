@@ -84,6 +84,17 @@ def key_report(raw: dict[str, Any], cfg, schema) -> dict[str, list[str]]:
     }
 
 
+# Validated-config keys that decide what load_lora builds or refuses (recorded as Axolotl resolved them).
+_CFG_PREFIXES = ("adapter", "lora_", "peft_", "load_in_", "bnb_", "quantize_moe", "merge_lora", "relora",
+                 "model_config_type", "is_multimodal", "attn_implementation", "type_of_model", "rl",
+                 "trust_remote_code", "gptq", "unfrozen_parameters", "torch_dtype", "bf16", "fp16", "fsdp_version")
+
+
+def cfg_report(cfg) -> dict[str, Any]:
+    keys = sorted(k for k in cfg if k.startswith(_CFG_PREFIXES) and cfg[k] is not None)
+    return {k: extract.jsonable(cfg[k]) for k in keys}
+
+
 def _stage(stage: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -188,6 +199,7 @@ def host_shims(golden: dict[str, Any]) -> None:
     """Environment probes for optional CUDA kernels answered "installed", as on the GPU host the example
     is written for (they cannot be installed here); each config that relies on one says so."""
     import axolotl.monkeypatch.models.nemotron_h.modeling as nemotron
+    import axolotl.utils.config as axolotl_config
 
     def mamba_kernels() -> bool:
         golden.setdefault("host_assumptions", []).append(
@@ -197,6 +209,8 @@ def host_shims(golden: dict[str, Any]) -> None:
         return True
 
     nemotron.mamba2_seq_idx_kernels_available = mamba_kernels
+    # normalize_config's `bf16: auto` probes the local GPU; answer as the stated capabilities do.
+    axolotl_config.is_torch_bf16_gpu_available = lambda: SINGLE_GPU["bf16"]
 
 
 def ring_flash_attn_used(golden: dict[str, Any]) -> None:
@@ -244,6 +258,7 @@ def run(examples: Path, rel: str) -> dict[str, Any]:
         if unresolved:
             golden.update(status="unresolved", reason=unresolved)
             return golden
+        golden["axolotl_cfg"] = cfg_report(cfg)
         notes(cfg, golden)
         meta_shims(golden)
         model = build_model(cfg, golden)
