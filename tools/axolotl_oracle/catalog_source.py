@@ -17,10 +17,11 @@ class Found:
     text: str
 
 
-def resolve(name: str | None, *, trust_remote_code: bool) -> Found | str:
+def resolve(name: str | None, *, trust_remote_code: bool, gptq: bool = False) -> Found | str:
     """The config.json for `name`, or the reason it is unresolved offline."""
-    from loraplan.compiler.catalog import CONFIGS_DIR, lookup
     from transformers import CONFIG_MAPPING
+
+    from loraplan.compiler.catalog import CONFIGS_DIR, lookup
 
     if not name:
         return "no base_model"
@@ -35,6 +36,12 @@ def resolve(name: str | None, *, trust_remote_code: bool) -> Found | str:
         return (
             f"'{name}' ({entry.config_file}) has auto_map and the config sets trust_remote_code: true, "
             "so transformers would run the hub repository's remote code, which is not available offline"
+        )
+    if gptq and (data.get("quantization_config") or {}).get("quant_method") != "gptq":
+        return (
+            f"'{name}' is a GPTQ checkpoint whose config.json carries a gptq quantization_config; loraplan's "
+            f"catalog maps it to {entry.config_file}, which has none, and Axolotl's check_model_config would "
+            "refuse that stand-in"
         )
     if model_type not in CONFIG_MAPPING:
         return f"model_type '{model_type}' of '{name}' is not in transformers' CONFIG_MAPPING (needs remote code)"

@@ -26,7 +26,9 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, enum.Enum):
         return value.value
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return clean(value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if hasattr(value, "to_dict"):
         return jsonable(value.to_dict())
@@ -96,13 +98,15 @@ def describe_peft(peft_model, golden: dict[str, Any], adapter: str = "default") 
     if tokens:
         golden["trainable_tokens"] = sorted(tokens)
     applied = config_dict(peft_model.peft_config[adapter])
-    if applied != golden.get("lora_config"):
+    built = dict(golden.get("lora_config") or {}, base_model_name_or_path=applied.get("base_model_name_or_path"))
+    if applied != built:  # get_peft_model always fills base_model_name_or_path; other changes are PEFT's
         golden["peft_config_applied"] = applied  # what PEFT made of it (e.g. MoE target_parameters)
 
 
 def record_load_lora(model, cfg, golden: dict[str, Any]) -> None:
     """Axolotl's load_adapter (load_lora, its patches) with get_peft_model watched, on `model`."""
     import peft
+    import torch
     from axolotl.loaders import adapter as ax_adapter
 
     from tools.axolotl_oracle.run_config import StageError
@@ -122,9 +126,12 @@ def record_load_lora(model, cfg, golden: dict[str, Any]) -> None:
     ax_adapter.get_peft_model = watched
     config_only = bool(cfg.adapter and cfg.rl in ("dpo", "ipo", "kto") and not cfg.merge_lora)
     try:
-        peft_model, lora_config = ax_adapter.load_adapter(model, cfg, cfg.adapter, inference=False,
-                                                          config_only=config_only)
-    except Exception as exc:  # noqa: BLE001 - Axolotl's refusal is the result
+        # LoRA matrices are created on meta too (PEFT would allocate them on CPU, then move them to the
+        # base layer's device, meta): same shapes and names, no gigabytes of CPU init for fused experts.
+        with torch.device("meta"):
+            peft_model, lora_config = ax_adapter.load_adapter(model, cfg, cfg.adapter, inference=False,
+                                                              config_only=config_only)
+    except Exception as exc:
         stage = getattr(exc, "_oracle_stage", "load_lora")
         if stage == "get_peft_model" and "config" in seen:
             golden["lora_config"] = config_dict(seen["config"])
@@ -138,7 +145,8 @@ def record_load_lora(model, cfg, golden: dict[str, Any]) -> None:
         # Axolotl hands the config to TRL's trainer, which calls get_peft_model on the policy model.
         golden["peft_model_built_by"] = "trl (Axolotl passes the LoraConfig with config_only=True)"
         try:
-            peft_model = peft.get_peft_model(model, lora_config)
-        except Exception as exc:  # noqa: BLE001
+            with torch.device("meta"):
+                peft_model = peft.get_peft_model(model, lora_config)
+        except Exception as exc:
             raise StageError("get_peft_model", exc) from exc
     describe_peft(peft_model, golden)

@@ -45,9 +45,12 @@ def dump(data) -> str:
 def _child(rel: str) -> dict:
     from tools.axolotl_oracle import run_config
 
+    start = time.monotonic()
     try:
-        return run_config.run(EXAMPLES, rel)
-    except BaseException as exc:  # noqa: BLE001 - an oracle bug must show, not kill the run
+        golden = run_config.run(EXAMPLES, rel)
+        golden["_seconds"] = time.monotonic() - start
+        return golden
+    except BaseException as exc:
         return {"config": rel, "status": "oracle_failure", "reason": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
 
@@ -60,11 +63,12 @@ def _preload() -> None:
     from tools.axolotl_oracle import stubs
 
     stubs.install()
-    import axolotl.loaders.adapter  # noqa: F401
-    import axolotl.loaders.model  # noqa: F401
+    import axolotl.loaders.adapter
+    import axolotl.loaders.model
     import axolotl.utils.config  # noqa: F401
     import peft  # noqa: F401
     import transformers  # noqa: F401
+
     from loraplan.compiler.catalog import catalog
 
     catalog()
@@ -75,6 +79,19 @@ def versions() -> dict[str, str]:
                                                        "accelerate", "pydantic")}
 
 
+def check_pins() -> str | None:
+    """The goldens name their versions: refuse to record with other ones than requirements.txt pins."""
+    pins = {}
+    for line in (Path(__file__).parent / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        if version:
+            pins[name.lower()] = version
+    found = versions()
+    wrong = [f"{n} {found[n]} (pinned {pins[n]})" for n in ("axolotl", "transformers", "peft", "accelerate")
+             if found[n] != pins.get(n)]
+    return "; ".join(wrong) or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
@@ -82,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=GOLDENS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    wrong = check_pins()
+    if wrong:
+        print(f"record.py: wrong environment: {wrong}; run `make axolotl-goldens`", file=sys.stderr)
+        return 2
     _preload()
     from tools.axolotl_oracle import run_config, stubs
 
@@ -95,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
         for golden in pool.imap_unordered(_child, todo):
+            seconds = golden.pop("_seconds", 0.0)
             tree = golden.pop("_tree", None)
             if tree is not None and golden.get("architecture"):
                 trees.setdefault(golden["architecture"], {})[golden.get("model_class", "?")] = tree
             counts[golden["status"]] = counts.get(golden["status"], 0) + 1
             (args.out / golden_name(golden["config"])).write_text(dump(golden), encoding="utf-8")
-            print(f"{golden['status']:15} {golden['config']}", flush=True)
+            print(f"{golden['status']:15} {seconds:6.1f}s {golden['config']}", flush=True)
     if not args.only:  # a full run: drop goldens of configs that left the corpus
         keep = {golden_name(c) for c in configs}
         for path in args.out.glob("*.json"):

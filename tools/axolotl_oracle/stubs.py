@@ -10,6 +10,7 @@ loudly (calling a stub class does nothing and returns None), never silently chan
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -19,6 +20,15 @@ import types
 STUBS: dict[str, str] = {
     "posthog": "telemetry client imported by axolotl.telemetry; telemetry is off (AXOLOTL_DO_NOT_TRACK=1) and "
     "the oracle must never reach the network",
+    "evaluate": "imported by axolotl.utils.callbacks (eval metrics), which the CutCrossEntropy plugin imports; "
+    "no callback runs in the oracle",
+    "wandb": "imported by axolotl.utils.callbacks (experiment logging); no callback runs",
+    "pandas": "imported by axolotl.utils.callbacks (eval tables); no callback runs",
+    "datasets": "imported by axolotl.utils.callbacks (load_dataset for eval); no data is loaded",
+    "trl": "imported by axolotl.utils.callbacks (unwrap_model_for_generation); the trainers never run. For "
+    "DPO/KTO configs TRL's get_peft_model call is made directly with PEFT (same call TRL makes)",
+    "ring_flash_attn": "CUDA-only package that Axolotl's schema imports to accept context_parallel_size > 1; the "
+    "oracle assumes the GPU host has it and says so in each such golden (host_assumptions)",
 }
 
 
@@ -33,21 +43,50 @@ class _StubModule(types.ModuleType):
         return value
 
 
-def install() -> None:
-    """Put every stub in sys.modules (only where the real package is absent)."""
-    for name in STUBS:
-        if name in sys.modules:
-            continue
-        try:
-            if importlib.util.find_spec(name) is not None:
-                continue  # the real package is installed: use it
-        except (ImportError, ValueError):
-            pass
-        module = _StubModule(name)
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves a stub for each stubbed package and any of its submodules (`from trl.models import x`)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] not in _ACTIVE or _probing():
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec):
+        module = _StubModule(spec.name)
         module.__path__ = []
         module.__axolotl_oracle_stub__ = True
-        sys.modules[name] = module
+        return module
+
+    def exec_module(self, module):
+        return None
+
+
+_ACTIVE: set[str] = set()
+_UTIL_FILES = {importlib.util.find_spec.__code__.co_filename}  # "<frozen importlib.util>" on 3.11
+
+
+def _probing() -> bool:
+    """True inside importlib.util.find_spec: availability probes (transformers' is_X_available) must
+    keep seeing the package as absent; only real `import` statements get the stub."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "find_spec" and frame.f_code.co_filename in _UTIL_FILES:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def install() -> None:
+    """Stub every listed package that is not installed (a real package always wins)."""
+    for name in STUBS:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                continue
+        except (ImportError, ValueError):
+            pass
+        _ACTIVE.add(name)
+    if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
+        sys.meta_path.append(_StubFinder())
 
 
 def describe() -> list[dict[str, str]]:
@@ -55,5 +94,5 @@ def describe() -> list[dict[str, str]]:
     return [
         {"module": name, "why": why}
         for name, why in sorted(STUBS.items())
-        if getattr(sys.modules.get(name), "__axolotl_oracle_stub__", False)
+        if name in _ACTIVE
     ]
