@@ -37,7 +37,7 @@ def test_a_folder_is_walked_for_yaml(run, tree):
 
 def test_folder_and_file_together_check_each_file_once(run, tree):
     code, out, _ = run("validate", str(tree / "configs"), str(tree / "configs" / "a.yaml"))
-    assert code == 0
+    assert code == 1  # nested/b.yml has an error
     assert "(2 files checked)" in out
 
 
