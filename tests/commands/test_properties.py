@@ -22,7 +22,7 @@ import io
 import json
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jsonschema
@@ -115,7 +115,7 @@ def check_api(path: str) -> None:
         loraplan.compile(config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
