@@ -166,6 +166,27 @@ def _replace(data, path, value):
     return data
 
 
+# Where odd values hurt most: numbers that must be finite, regexes, names used as paths.
+INTERESTING = {
+    ("lora", "lora_alpha"): st.sampled_from([float("inf"), float("nan"), -1.0, 1e308]),
+    ("lora", "target_modules"): st.sampled_from(["(.+)+x", "(" * 500 + "a" + ")" * 500, "all_linear", "[", ""]),
+    ("lora", "alpha_pattern"): st.just({"q_proj": float("inf")}),
+    ("lora", "rank_pattern"): st.just({"(.+)+x": 4}),
+    ("base_model",): st.sampled_from(["a" * 300, "/dev/zero", "x/" + "y" * 300, "\x1b]0;t\x07"]),
+    ("model_class",): st.sampled_from(["pipeline", "AutoTokenizer", "os.system"]),
+    ("quantization", "llm_int8_threshold"): st.just(float("inf")),
+}
+
+
+def _set(data, path, value):
+    node = data
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
+
+
 @st.composite
 def data_mutations(draw):
     source = draw(st.sampled_from(SOURCES))
@@ -174,6 +195,10 @@ def data_mutations(draw):
     except yaml.YAMLError:
         data = {}
     for _ in range(draw(st.integers(1, 3))):
+        if isinstance(data, dict) and draw(st.booleans()):
+            path = draw(st.sampled_from(sorted(INTERESTING)))
+            _set(data, path, draw(INTERESTING[path]))
+            continue
         paths = list(_paths(data))
         path = draw(st.sampled_from(paths))
         data = _replace(data, path, draw(ODD_VALUES))
@@ -191,8 +216,11 @@ def _write(folder: str, text: str) -> tuple[str, int]:
 
 @pytest.fixture(autouse=True)
 def _plain(monkeypatch):
+    from loraplan.schema import regex_budget
+
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(regex_budget, "BUDGET_SECONDS", 0.25)  # the same check, sooner: CI time
 
 
 @PROPERTY
