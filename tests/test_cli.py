@@ -44,9 +44,9 @@ class TestExitCodes:
         assert code == 1
         assert "LP307 error" in out
 
-    def test_missing_file_is_a_finding_not_a_crash(self, run, capsys, tmp_path):
+    def test_missing_file_is_a_located_usage_error_not_a_crash(self, run, capsys, tmp_path):
         code, out, err = run("validate", str(tmp_path / "nope.yaml"))
-        assert code == 1
+        assert code == 2  # a path that does not exist is a usage error (README: exit codes)
         assert "nope.yaml:1:1: LP108 error: cannot read file" in out
         assert err == ""
 

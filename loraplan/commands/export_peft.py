@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         sources = {args.config: _text(args.config)}
         sys.stderr.write(render(diagnostics, fmt, sources, files=[args.config]))
     if failed:
-        return EXIT_FINDINGS
+        from loraplan.commands.plan import missing_path
+
+        return EXIT_USAGE if missing_path(args.config) else EXIT_FINDINGS
     assert plan is not None
     if args.output:
         from loraplan.commands.output_file import Refused, adapter_dir, write_text

@@ -8,6 +8,7 @@ JSON (the full Plan, `Plan.from_json` reads it back) or markdown. Exit codes as 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from typing import Any
@@ -119,7 +120,15 @@ def run(args: argparse.Namespace) -> int:
         text = document(plan, diagnostics, args.config, args.format, color=color, ascii_only=ascii_stdout())
         sys.stdout.write(text)
         sys.stdout.flush()
-    return exit_code(diagnostics)
+    return EXIT_USAGE if missing_path(args.config) else exit_code(diagnostics)
+
+
+def missing_path(path: str) -> bool:
+    """A config path that does not exist: a usage error (exit 2), as in `validate`."""
+    try:
+        return not os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
 
 
 def _source_text(path: str) -> str | None:

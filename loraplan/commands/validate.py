@@ -33,10 +33,12 @@ def add_parser(subparsers: Any) -> None:
         help="check config files: YAML, schema, cross-field rules (and targets, offline)",
         description=(
             "Check loraplan (or Axolotl) config files and report every finding at file:line:col. "
-            "Exit 0: no errors; 1: errors found; 2: usage or internal error."
+            "Exit 0: no errors; 1: errors found; 2: usage or internal error (a FILE that does not exist is a "
+            "usage error)."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="config files (YAML)")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="config files (YAML); a folder stands for every *.yaml / *.yml file under it")
     add_format_flag(parser)
     add_strict_flag(parser)
     add_dialect_flag(parser)
@@ -82,11 +84,15 @@ def internal_error_finding(path: str, exc: BaseException) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from loraplan.commands.file_args import expand
     from loraplan.output.diagnostics import render
     from loraplan.schema.load import load_file
 
     fmt = output_format(args.format)
-    files = list(dict.fromkeys(args.files))
+    given = expand(args.files)
+    files = given.files
+    for folder in given.empty_folders:
+        print(f"loraplan: warning: no *.yaml or *.yml file under {folder}", file=sys.stderr)
     if args.arch is not None:
         from loraplan.compiler.arch_argument import arch_argument_problem
 
@@ -121,4 +127,5 @@ def run(args: argparse.Namespace) -> int:
     diagnostics = apply_strict(diagnostics, args.strict)
     sys.stdout.write(render(diagnostics, fmt, sources, files=files, execution_ok=not internal_error))
     sys.stdout.flush()
-    return EXIT_USAGE if internal_error else exit_code(diagnostics)
+    # A path that does not exist is a usage error (reported above as LP108, located): exit 2.
+    return EXIT_USAGE if internal_error or given.missing else exit_code(diagnostics)

@@ -30,9 +30,10 @@ def moe(ctx: Ctx) -> Iterator[Diagnostic]:
     if conv is not None and conv.refused:
         olds = [e for e in (lora.target_modules if isinstance(lora.target_modules, list) else [])
                 if e.rsplit(".", 1)[-1] in EXPERT_NAMES]
-        for path in [ctx.entry_path("target_modules", e) for e in olds] or [ctx.where("target_modules")[0]]:
-            yield ctx.d("LP506", "error", conv.refused, path,
-                        hint="target both halves of the fused pair (PEFT raises ValueError otherwise)")
+        # One finding for the whole list (at its first entry), not one copy per entry.
+        path = ctx.entry_path("target_modules", olds[0]) if olds else ctx.where("target_modules")[0]
+        yield ctx.d("LP506", "error", conv.refused, path,
+                    hint="target both halves of the fused pair (PEFT raises ValueError otherwise)")
         return
     if conv is not None and conv.moved:
         parts = []
@@ -55,23 +56,24 @@ def moe(ctx: Ctx) -> Iterator[Diagnostic]:
             hint = ("PEFT rewrites every target ending in those names; to adapt these layers, name their weights "
                     "in target_parameters: [" + ", ".join(tails) + "]")
         olds_all = sorted({o for olds in conv.moved.values() for o in olds})
-        paths = [ctx.where("target_modules")[0]] if string else [
-            ctx.entry_path("target_modules", o) for o in olds_all if o in (lora.target_modules or [])]
-        for path in paths or [("lora",)]:
-            yield ctx.d("LP506", "warning" if dropped else "info", msg, path, hint=hint)
+        paths = [ctx.where("target_modules")[0]] if string else [  # in the user's order: the first is shown
+            ctx.entry_path("target_modules", o) for o in (lora.target_modules or []) if o in olds_all]
+        yield ctx.d("LP506", "warning" if dropped else "info", msg, (paths or [("lora",)])[0], hint=hint)
         return
     if not ctx.fused_experts or any(p in ctx.adapted_params for p in ctx.fused_experts):
         return
     entries, is_regex, _ = user_entries(lora, ctx.res)
-    for e in entries:
-        leaf = e.rsplit(".", 1)[-1]
-        if not (leaf in EXPERT_NAMES or (is_regex and e.lower() == mt.INCLUDE_LINEAR_LAYERS_SHORTHAND)):
-            continue
+    missing = [e for e in entries if e.rsplit(".", 1)[-1] in EXPERT_NAMES
+               or (is_regex and e.lower() == mt.INCLUDE_LINEAR_LAYERS_SHORTHAND)]
+    if missing:  # one finding for all such entries, at the first
         shape = next(p.shape for p in ctx.arch.parameters if p.name == ctx.fused_experts[0])
-        yield ctx.d("LP506", "warning", f"`{e}` does not reach this model's routed experts: transformers v5 stores "
-                    f"them as fused parameters ({short_list(ctx.fused_experts, 2)}, shape "
+        names = ", ".join(f"`{e}`" for e in missing)
+        verb = "does" if len(missing) == 1 else "do"
+        yield ctx.d("LP506", "warning", f"{names} {verb} not reach this model's routed experts: transformers v5 "
+                    f"stores them as fused parameters ({short_list(ctx.fused_experts, 2)}, shape "
                     f"{'x'.join(map(str, shape))}), which target_modules cannot match",
-                    ctx.entry_path("target_modules", e), hint=f"add {_expert_suggestion(ctx)}" + _old_names(ctx))
+                    ctx.entry_path("target_modules", missing[0]),
+                    hint=f"add {_expert_suggestion(ctx)}" + _old_names(ctx))
 
 
 def _old_names(ctx: Ctx) -> str:

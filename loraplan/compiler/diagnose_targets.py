@@ -221,14 +221,17 @@ def layer_indices(ctx: Ctx) -> Iterator[Diagnostic]:
     spec = ctx.res.spec
     present = {mt.layer_index(n, spec.layers_pattern) for n in ctx.names} - {None}
     items = [wanted] if isinstance(wanted, int) else wanted
-    for i, idx in enumerate(items):
-        if idx not in present:
-            path = ("lora", "layers_to_transform", i) if isinstance(wanted, list) else ("lora", "layers_to_transform")
-            top = max(present) if present else None
-            yield ctx.d("LP503", "warning", f"layer {idx} selects nothing: module names hold layer indices "
-                        f"{layer_ranges(sorted(present)) if present else '(none)'}", path,
-                        hint=f"the highest layer index is {top}" if top is not None else
-                        "set layers_pattern to the name of the layer list")
+    absent = [(i, idx) for i, idx in enumerate(items) if idx not in present]
+    if absent:  # one finding for all of them, at the first
+        i = absent[0][0]
+        path = ("lora", "layers_to_transform", i) if isinstance(wanted, list) else ("lora", "layers_to_transform")
+        top = max(present) if present else None
+        what = f"layer {absent[0][1]} selects" if len(absent) == 1 else \
+            f"layers {', '.join(str(idx) for _, idx in absent)} select"
+        yield ctx.d("LP503", "warning", f"{what} nothing: module names hold layer indices "
+                    f"{layer_ranges(sorted(present)) if present else '(none)'}", path,
+                    hint=f"the highest layer index is {top}" if top is not None else
+                    "set layers_pattern to the name of the layer list")
 
 
 def exclusions(ctx: Ctx) -> Iterator[Diagnostic]:

@@ -77,9 +77,9 @@ def _experts(i: Any) -> int:
 def _notes(i: Any, g: dict[str, str]) -> tuple[str, ...]:
     notes = []
     if i.rank_pattern is not None:
-        notes.append(f"r from rank_pattern {i.rank_pattern!r}")
+        notes.append(f"r from rank_pattern `{i.rank_pattern}`")  # as written: repr would double backslashes
     if i.alpha_pattern is not None:
-        notes.append(f"{g['alpha']} from alpha_pattern {i.alpha_pattern!r}")
+        notes.append(f"{g['alpha']} from alpha_pattern `{i.alpha_pattern}`")
     return tuple(notes)  # the training path (fused or PEFT's layer) is summed up under the rows
 
 

@@ -87,10 +87,18 @@ def _section_coverage(plan: Any, color: bool) -> list[str]:
     detail = f"{layers} decoder layers" if layers else "no decoder stack"
     cells = [["PATTERN", "FROM", "MODULES", "LAYERS"]]
     for c in plan.coverage:
-        cells.append([c.pattern, c.source, fmt_int(c.modules), layers_text(c.layers_covered, c.layers_total, c.layers)])
+        cells.append([_clip(c.pattern), c.source, fmt_int(c.modules),
+                      layers_text(c.layers_covered, c.layers_total, c.layers)])
     if len(cells) == 1:
         return [_heading("Coverage", detail, color), "  (no target patterns)"]
     return [_heading("Coverage", detail, color), *align(cells, right=frozenset({2}))]
+
+
+PATTERN_WIDTH = 56  # a long regex target must not push the table past a terminal's width
+
+
+def _clip(text: str, width: int = PATTERN_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _section_totals(plan: Any, color: bool) -> list[str]:
@@ -159,6 +167,11 @@ def render_table(
     from loraplan.output.diagnostics import render
 
     g = glyphs(ascii_only)
+    checked = list(files) if files is not None else ([title] if title else [])
+    findings = render(plan.diagnostics, "text", sources or {}, files=checked, color=color).rstrip("\n")
+    if not plan.injections and not plan.parameters and any(d.severity == "error" for d in plan.diagnostics):
+        # Nothing adapted because of errors: the errors, not forty lines of an empty plan.
+        return "\n".join(_header(plan, title, color)[:2]) + "\n\n" + findings + "\n"
     sections = [_header(plan, title, color)]
     sections.append(_section_injections("Injections", plan, plan.injections, "modules", g, color))
     if plan.parameters:
@@ -172,7 +185,5 @@ def render_table(
     sections.append(_section_coverage(plan, color))
     sections.append(_section_totals(plan, color))
     sections.append(_section_memory(plan, color))
-    checked = list(files) if files is not None else ([title] if title else [])
-    findings = render(plan.diagnostics, "text", sources or {}, files=checked, color=color).rstrip("\n")
     sections.append([_heading("Diagnostics", "", color), *findings.split("\n")])
     return "\n\n".join("\n".join(s) for s in sections) + "\n"

@@ -9,9 +9,13 @@ Importing this package imports neither torch nor PEFT; the functions do, when ca
 `loraplan.apply`, or `from loraplan.runtime.apply import apply`).
 """
 
-from loraplan.runtime.export import adapter_config, write_adapter_config
-from loraplan.runtime.kbit import prepare_for_kbit_training
-from loraplan.runtime.load import bnb_config, load_model
+from loraplan.runtime.quiet import quiet_bitsandbytes_import
+
+quiet_bitsandbytes_import()  # before any import of bitsandbytes (transformers imports it on a 4-bit load)
+
+from loraplan.runtime.export import adapter_config, write_adapter_config  # noqa: E402
+from loraplan.runtime.kbit import prepare_for_kbit_training  # noqa: E402
+from loraplan.runtime.load import bnb_config, load_model  # noqa: E402
 
 __all__ = [
     "adapter_config",

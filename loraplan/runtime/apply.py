@@ -140,16 +140,19 @@ def apply(
 
     kwargs = plan_kwargs(plan)
     inject_kwargs = {k: v for k, v in copy.deepcopy(kwargs).items() if k != "base_model_name_or_path"}
+    from loraplan.runtime.quiet import no_checkpointing_alias_warning
+
     runtime = (plan.config.get("lora") or {}).get("runtime_config")
     if runtime and any(runtime.values()):  # never saved, so not in peft_config; PEFT wants the dataclass
         from peft.tuners.lora.config import LoraRuntimeConfig
 
         inject_kwargs["runtime_config"] = LoraRuntimeConfig(**runtime)
     try:
-        peft_model = get_peft_model(
-            model, LoraConfig(**inject_kwargs), adapter_name=adapter_name,
-            autocast_adapter_dtype=autocast_adapter_dtype,
-        )
+        with no_checkpointing_alias_warning():  # PEFT reads the deprecated alias, not the user
+            peft_model = get_peft_model(
+                model, LoraConfig(**inject_kwargs), adapter_name=adapter_name,
+                autocast_adapter_dtype=autocast_adapter_dtype,
+            )
     except (ValueError, TypeError, RuntimeError) as exc:
         raise PlanMismatchError(
             f"PEFT refused the plan: {exc}", [Diagnostic("LP602", "error", f"get_peft_model: {exc}")]

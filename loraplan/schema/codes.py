@@ -26,6 +26,7 @@ CODES: dict[str, str] = {
     "LP205": "not one of the allowed options",
     "LP206": "invalid regular expression",
     "LP207": "invalid value",
+    "LP215": "all-linear misspelt, or in a list (PEFT reads it only as the exact string)",
     # cross-field rules
     "LP301": "qlora needs 4-bit loading",
     "LP302": "4-bit and 8-bit loading are exclusive",

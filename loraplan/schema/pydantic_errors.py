@@ -168,7 +168,10 @@ def _unknown_key(path: tuple, doc: SourceDoc, root: type[BaseModel], name: str) 
     parent = _model_at(root, path[:-1])
     options = sorted(parent.model_fields) if parent else []
     guess = suggest(str(path[-1]), options)
-    if guess:
+    flat = _axolotl_flat_name(root, path)
+    if flat:
+        hint = flat
+    elif guess:
         hint = f"did you mean '{guess}'?"
     else:
         homes = [p for p, m in _sections(root) if path[-1] in m.model_fields and p != path[:-1]]
@@ -178,6 +181,18 @@ def _unknown_key(path: tuple, doc: SourceDoc, root: type[BaseModel], name: str) 
         else:
             hint = f"known keys: {', '.join(options)}" if options else None
     return Diagnostic("LP201", "error", f"unknown key '{name}'", hint=hint).at(doc.key_span(path), doc.file)
+
+
+def _axolotl_flat_name(root: type[BaseModel], path: tuple) -> str | None:
+    """`lora_r` / `lora_target_modules` at the top of a native config: Axolotl's flat names."""
+    key = path[-1] if len(path) == 1 else None
+    lora = _model_at(root, ("lora",))
+    if not isinstance(key, str) or not key.startswith("lora_") or lora is None:
+        return None
+    field = key[len("lora_"):]
+    if field not in lora.model_fields or field in getattr(root, "model_fields", {}):
+        return None
+    return f"in a native config this is `{field}` under `lora:` (`lora: {{{field}: ...}}`); `{key}` is Axolotl's name"
 
 
 def _key_error(path: tuple, err: dict, doc: SourceDoc, labels: dict) -> Diagnostic:
@@ -231,11 +246,23 @@ def _one(path: tuple, errors: list[dict], doc: SourceDoc, root: type[BaseModel],
         return Diagnostic("LP204", "error", f"'{name}' = {err.get('input')!r}: {msg.lower()}").at(span, doc.file)
     if kind in {"literal_error", "enum"}:
         value = err.get("input")
-        options = _options(msg)
-        guess = suggest(str(value), options) if options else None
-        hint = f"did you mean '{guess}'?" if guess else None
+        hint = _choice_hint(path, value, _options(msg))
         return Diagnostic("LP205", "error", f"'{name}' = {value!r}: {msg.lower()}", hint=hint).at(span, doc.file)
     return Diagnostic("LP207", "error", f"'{name}': {msg}").at(span, doc.file)
+
+
+def _choice_hint(path: tuple, value: Any, options: list[str]) -> str | None:
+    """The fix for a value that is not one of the options, as a person would say it."""
+    text = str(value)
+    if path[-1:] == ("adapter",) and text.lower() in ("dora", "qdora"):
+        base = "qlora" if text.lower() == "qdora" else "lora"
+        return f"DoRA is an option of LoRA: set `adapter: {base}` and `use_dora: true` under `lora:`"
+    # A family name (`adamw`) names several options: list them all, not the closest spelling.
+    family = [o for o in options if text and text.lower() in o.lower().split("_")]
+    if len(family) > 1:
+        return f"did you mean one of {', '.join(repr(o) for o in family)}?"
+    guess = suggest(text, options) if options else None
+    return f"did you mean '{guess}'?" if guess else None
 
 
 def _options(msg: str) -> list[str]:

@@ -211,6 +211,28 @@ def nothing_targeted(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
                  hint="list module names, or write `target_modules: all-linear`")
 
 
+def _looks_like_all_linear(text: str) -> bool:
+    squeezed = "".join(ch for ch in text.lower() if ch.isalnum())
+    return squeezed in ("alllinear", "alllinearlayers")
+
+
+@rule
+def all_linear_spelling(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
+    """LP215: PEFT's shorthand is exactly the string `all-linear` (any case); `all_linear` is a regex
+    that matches a module literally named so, and a list item `all-linear` is a module name."""
+    tm = c.lora.target_modules
+    if isinstance(tm, str) and tm.lower() != "all-linear" and _looks_like_all_linear(tm):
+        yield _d(doc, ("lora", "target_modules"), "LP215", "error",
+                 f"target_modules '{tm}' is a regex matching a module named exactly '{tm}', not PEFT's shorthand",
+                 hint="did you mean `all-linear`?", key=False)
+    elif isinstance(tm, list):
+        for i, item in enumerate(tm):
+            if _looks_like_all_linear(item):
+                yield _d(doc, ("lora", "target_modules", i), "LP215", "error",
+                         f"'{item}' in a list is a module name; PEFT's shorthand is the string itself",
+                         hint="write `target_modules: all-linear` (not in a list)", key=False)
+
+
 @rule
 def pattern_values(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     lora = c.lora

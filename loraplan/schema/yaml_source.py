@@ -282,7 +282,7 @@ def _syntax_error(exc: Exception, file: str, text: str) -> Diagnostic:
             content = split_lines(text.rstrip("\r\n\x85\u2028\u2029"))
             span = Span(lines, len(content[-1]) + 1)
         message = message.replace("'<stream end>'", "the end of the file")
-        return _diag("LP101", f"YAML {kind}: {message}", file, span)
+        return _diag("LP101", f"YAML {kind}: {message}", file, span, hint=_syntax_hint(problem))
     position = getattr(exc, "position", None)
     if isinstance(exc, yaml.reader.ReaderError) and isinstance(position, int):
         char = getattr(exc, "character", None)
@@ -290,6 +290,18 @@ def _syntax_error(exc: Exception, file: str, text: str) -> Diagnostic:
         return _diag("LP101", f"YAML syntax error: unacceptable {what} (control characters are not allowed)",
                      file, _position(text, position), hint="remove the control character")
     return _diag("LP101", f"YAML error: {exc}", file, Span(1, 1))
+
+
+def _syntax_hint(problem: str) -> str | None:
+    """A help line for the YAML mistakes people make most: tabs and indentation."""
+    if "'\\t'" in problem or "\t" in problem:
+        return "YAML indents with spaces, never tabs: replace the tab with spaces"
+    if "mapping values are not allowed here" in problem:
+        return ("check this line's indentation: a key lines up with the other keys of its block; "
+                "a value that contains ': ' needs quotes")
+    if "expected <block end>" in problem or "did not find expected key" in problem:
+        return "a line here is indented differently from the others of its block: line the keys up"
+    return None
 
 
 class _DepthLimitedLoader(yaml.SafeLoader):

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from loraplan.schema.load import load_text  # noqa: E402
+from loraplan.schema.load import load_text
 
 CONFIG = "base_model: meta-llama/Llama-3.2-1B\nmodel_class: {mc}\nlora:\n  target_modules: [q_proj]\n"
 

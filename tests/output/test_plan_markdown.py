@@ -71,7 +71,7 @@ def test_notes_column_when_a_row_has_notes():
     items = layers("m.layers.{}.q", range(3))
     items[0] = inj("m.layers.0.q", r=4, rank_pattern="layers.0")
     rows = table_rows(section(render_markdown(make_plan(items)), "Injections"))
-    assert rows[0][-1] == "notes" and rows[2][-1] == "r from rank_pattern 'layers.0'" and rows[3][-1] == ""
+    assert rows[0][-1] == "notes" and rows[2][-1] == "r from rank_pattern `layers.0`" and rows[3][-1] == ""
 
 
 def test_pipes_in_patterns_are_escaped():

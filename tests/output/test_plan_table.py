@@ -180,7 +180,7 @@ class TestTableRows:
         items = layers("model.layers.{}.mlp.up_proj", range(4), use_dora=True)
         items[0] = inj("model.layers.0.mlp.up_proj", r=64, alpha=32, use_dora=True, rank_pattern="layers.0.mlp")
         rows = injection_lines(render_table(make_plan(items)))
-        assert "linear+DoRA" in rows[0] and "r=64" in rows[0] and "r from rank_pattern 'layers.0.mlp'" in rows[0]
+        assert "linear+DoRA" in rows[0] and "r=64" in rows[0] and "r from rank_pattern `layers.0.mlp`" in rows[0]
         assert "r=16" in rows[1] and "rank_pattern" not in rows[1]
 
     def test_uniform_dropout_in_heading_mixed_dropout_per_row(self):

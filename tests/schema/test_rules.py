@@ -242,6 +242,15 @@ def test_quant_storage_differs_from_dtype():
     assert findings(good) == []
 
 
+# --- all_linear_spelling (more in test_messages.py) ---------------------------------------------
+
+
+def test_all_linear_spelling():
+    assert findings(BASE + "lora:\n  target_modules: all_linear\n") == [("LP215", "error", 3, 19)]
+    assert findings(BASE + "lora:\n  target_modules: [all-linear]\n") == [("LP215", "error", 3, 20)]
+    assert findings(BASE + "lora:\n  target_modules: all-linear\n") == []
+
+
 # --- the registry itself ---------------------------------------------------------------------
 
 
@@ -260,6 +269,7 @@ def test_every_rule_is_exercised_here():
         "nothing_targeted",
         "pattern_values",
         "fsdp_storage",
+        "all_linear_spelling",
     }, "a rule was added or removed: add a good and a bad case for it in this file"
 
 

@@ -266,7 +266,7 @@ def test_old_mac_line_endings_count_as_lines_as_in_yaml():
 )
 def test_tags_on_collections_are_reported(text, tag, where):
     """LP110: a tag on a mapping or list is not silently dropped (issue 13)."""
-    doc, diagnostics = parse_text("base_model: m\n" + text, "c.yaml")
+    _doc, diagnostics = parse_text("base_model: m\n" + text, "c.yaml")
     [d] = [d for d in diagnostics if d.code == "LP110"]
     assert f"`{tag}`" in d.message
     assert (d.line - 1, d.column) == where

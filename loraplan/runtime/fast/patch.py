@@ -57,7 +57,34 @@ def _dequantize_4bit(weight: torch.Tensor, again: bool = False) -> torch.Tensor:
     """
     import bitsandbytes.functional as bnbf
 
-    return bnbf.dequantize_4bit(weight.view(-1) if again else weight, weight.quant_state)
+    state = weight.quant_state
+    if getattr(state, "packing_format_for_cpu", False):
+        packed, state = _from_cpu_packing(weight, state)
+        return bnbf.dequantize_4bit(packed, state)
+    return bnbf.dequantize_4bit(weight.view(-1) if again else weight, state)
+
+
+def _from_cpu_packing(weight: torch.Tensor, state):
+    """bitsandbytes' standard 4-bit layout of a weight its CPU inference kernels have repacked.
+
+    On a CPU with AVX512-BF16, Linear4bit's first eval/no-grad forward rewrites the weight in place
+    into a tiled layout (32-row blocks, absmax transposed to bf16) that `dequantize_4bit` cannot
+    read. This undoes the tiling on copies, leaving the module's state untouched; absmax keeps the
+    bf16 rounding that bitsandbytes' own kernels use from then on.
+    """
+    import copy
+
+    n, k = state.shape
+    tiles = weight.data.view(torch.uint8).reshape(-1, 32)  # each row: 32 low nibbles, 32 high nibbles
+    codes = torch.cat([tiles & 0xF, (tiles >> 4) & 0xF], dim=-1)  # [-1, 64]: 32 rows x 2 codes
+    codes = codes.reshape(n // 32, k // 2, 32, 2).transpose(1, 2).reshape(-1)  # row-major [n, k] codes
+    packed = ((codes[0::2] << 4) | codes[1::2]).to(torch.uint8).reshape(state.original_qshape)
+    standard = copy.copy(state)
+    standard.absmax = state.absmax.T.reshape(-1).float()
+    standard.dtype = state.original_dtype
+    standard.nested = False
+    standard.packing_format_for_cpu = False
+    return packed, standard
 
 
 @dataclass

@@ -21,9 +21,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from loraplan.runtime.fast import patch_model
 
-CFG = dict(vocab_size=97, hidden_size=48, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-           num_key_value_heads=2)  # weights 48x48, 24x48, 160x48, 48x160: no activation has these shapes
-WEIGHT_SHAPES = {(48, 48), (24, 48), (160, 48), (48, 160)}
+# Sizes bitsandbytes' CPU inference kernels take (out_features a multiple of 32, in_features of the
+# 64-element block): on a CPU with AVX512-BF16 they repack 4-bit weights in eval/no-grad calls.
+CFG = dict(vocab_size=97, hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
+           num_key_value_heads=2)  # weights 64x64, 32x64, 192x64, 64x192: no activation has these shapes
+WEIGHT_SHAPES = {(64, 64), (32, 64), (192, 64), (64, 192)}
 IDS = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
 
 
@@ -37,7 +39,10 @@ def _base(four_bit: bool, device: str = "cpu", dtype: torch.dtype = torch.float3
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
-        return LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=dtype, device_map={"": device})
+        model = LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=dtype, device_map={"": device})
+    # from_pretrained returns eval mode; training is what this test is about (and in eval/no-grad
+    # calls bitsandbytes would switch to its CPU inference kernels, in bf16, on AVX512-BF16 CPUs).
+    return model.train()
 
 
 def _patched(four_bit: bool, device: str = "cpu", dtype: torch.dtype = torch.float32):
@@ -74,7 +79,7 @@ def test_compiled_graph_saves_no_merged_weight_and_matches_eager(four_bit):
     model = _patched(four_bit)
     eager = copy.deepcopy(model)
     saved, loss, grads = _saved_and_grads(model, compiled=True)
-    assert saved == Counter()  # no 48x48, 24x48, 160x48 or 48x160 tensor kept for backward
+    assert saved == Counter()  # no 64x64, 32x64, 192x64 or 64x192 tensor kept for backward
     _, want_loss, want_grads = _saved_and_grads(eager, compiled=False)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
     assert grads.keys() == want_grads.keys() and len(grads) == 2 * 2 * 7

@@ -16,10 +16,10 @@ from loraplan.runtime.fast import patch_model, unpatch_model
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+def _tiny_llama(seed: int = 0, hidden: int = 32, intermediate: int = 64) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        vocab_size=97, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
     )
     return LlamaForCausalLM(cfg).float()
@@ -166,18 +166,37 @@ def test_unknown_mode_is_refused():
         patch_model(fast, mode="fastest")
 
 
-@pytest.mark.parametrize("mode", ["merged", "activation"])
-def test_4bit_base_matches_peft(mode):
-    """bitsandbytes NF4 (on the CPU, or the GPU where there is one): the fused paths compute PEFT's QLoRA."""
-    from transformers import BitsAndBytesConfig
-
-    base = _tiny_llama()
+def _load_4bit(base, monkeypatch, cpu_kernels: str):
+    """`base` through save/from_pretrained in NF4. cpu_kernels "off" makes bitsandbytes believe the
+    CPU lacks AVX512-BF16 (its Linear4bit reads that when built), so both of its CPU branches run
+    on a CPU that has it; "native" keeps what the CPU has."""
     import tempfile
 
+    import bitsandbytes.nn.modules as bnb_modules
+    from transformers import BitsAndBytesConfig
+
+    if cpu_kernels == "off":
+        monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: False)
     with tempfile.TemporaryDirectory() as tmp:
         base.save_pretrained(tmp)
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
-        model = LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=torch.float32)
+        return LlamaForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=torch.float32)
+
+
+def _repacked(model) -> list[str]:
+    return [n for n, m in model.named_modules()
+            if type(m).__name__ == "Linear4bit" and getattr(m.weight.quant_state, "packing_format_for_cpu", False)]
+
+
+# Sizes bitsandbytes' CPU inference kernels take: out_features a multiple of 32, in_features of 64.
+HIDDEN, INTERMEDIATE = 64, 128
+
+
+@pytest.mark.parametrize("cpu_kernels", ["native", "off"])
+@pytest.mark.parametrize("mode", ["merged", "activation"])
+def test_4bit_base_matches_peft(mode, cpu_kernels, monkeypatch):
+    """bitsandbytes NF4 (on the CPU, or the GPU where there is one): the fused paths compute PEFT's QLoRA."""
+    model = _load_4bit(_tiny_llama(hidden=HIDDEN, intermediate=INTERMEDIATE), monkeypatch, cpu_kernels).train()
     ref = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))
     torch.manual_seed(1)
     for n, p in ref.named_parameters():
@@ -191,6 +210,35 @@ def test_4bit_base_matches_peft(mode):
     assert _rel(logits_fast, logits_ref) < 1e-4
     for name, want in grads_ref.items():
         assert _rel(grads_fast[name], want) < 1e-3, name
+    assert _repacked(ref) == []  # training mode: bitsandbytes' standard layout throughout
+
+
+def test_4bit_weights_repacked_by_cpu_inference_still_dequantise(monkeypatch):
+    """After an eval/no-grad call on an AVX512-BF16 CPU, bitsandbytes has rewritten every 4-bit weight
+    in place into its tiled CPU layout; the fused path must still read the same weights."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    from loraplan.runtime.fast.patch import _dequantize_4bit
+
+    if not has_avx512bf16():
+        pytest.skip("bitsandbytes repacks 4-bit weights for its CPU kernels only on CPUs with AVX512-BF16, "
+                    "which this one lacks (bitsandbytes.functional.has_avx512bf16() is False)")
+    model = _load_4bit(_tiny_llama(hidden=HIDDEN, intermediate=INTERMEDIATE), monkeypatch, "native")
+    if model.device.type != "cpu":
+        pytest.skip("bitsandbytes put the model on a GPU; its CPU inference layout is not used there")
+    layers = {n: m for n, m in model.named_modules() if type(m).__name__ == "Linear4bit"}
+    before = {n: _dequantize_4bit(m.weight).float().clone() for n, m in layers.items()}
+    ids = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        want = model.eval()(input_ids=ids).logits  # bitsandbytes' own bf16 CPU kernels, after repacking
+    assert sorted(_repacked(model)) == sorted(layers)
+    for n, m in layers.items():  # the same weights, up to the bf16 absmax bitsandbytes keeps
+        assert _rel(_dequantize_4bit(m.weight).float(), before[n]) < 1e-2, n
+    ref = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))  # B = 0: a no-op adapter
+    patch_model(ref, mode="merged")
+    with torch.no_grad():
+        got = ref(input_ids=ids).logits
+    assert _rel(got, want) < 2e-2  # a wrong layout gives an error of order 1
 
 
 def test_unknown_kernels_are_refused():
