@@ -84,6 +84,11 @@ def module_findings(m: Any, r: int, lora: Any, quantized: set[str]) -> list[Find
     elif init not in (None, "gaussian", "lora_ga", "loftq") and m.kind in CONV:
         out.append(Finding("LP560", "error", f"init_lora_weights '{lora.init_lora_weights}' is not implemented "
                            f"for {m.cls} (PEFT: 'Unknown initialization')", "init_lora_weights", [m.name]))
+    elif init == "olora" and m.kind == "conv1d_gpt2":
+        out.append(Finding("LP570", "error", "OLoRA on GPT-2 Conv1D: PEFT factors the stored (in, out) weight "
+                           "without transposing it, so A and B get the wrong shapes (in != out: the first forward "
+                           "fails, and with DoRA get_peft_model raises) or the wrong values (the output changes at "
+                           "init)", "init_lora_weights", [m.name], hint="use pissa, which transposes Conv1D weights"))
     elif init in EMBEDDING_DEFAULTED and m.kind == "embedding":
         out.append(Finding("LP569", "warning", f"PEFT ignores init_lora_weights '{lora.init_lora_weights}' on "
                            "Embedding layers and uses the default init there", "init_lora_weights", [m.name]))
@@ -129,6 +134,9 @@ def _bdlora(m: Any, r: int, bd: Any, i: int, o: int) -> list[Finding]:
                             "match_strict is true (PEFT refuses)", "use_bdlora", [m.name],
                             hint="add it to one list, or set `match_strict: false`")]
         return []
+    if m.kind == "conv1d_gpt2":
+        return [Finding("LP561", "error", "BD-LoRA builds its block-diagonal factor from base_layer.in_features, "
+                        "which GPT-2 Conv1D does not have (PEFT raises AttributeError)", "use_bdlora", [m.name])]
     dims = (i, r) if a else (r, o)
     if any(d % bd.nblocks for d in dims):
         which = "A (in_features, r)" if a else "B (r, out_features)"

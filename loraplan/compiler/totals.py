@@ -59,7 +59,7 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
     quantized = quantized_names(config, arch)
     entries = base_entries(arch, config)
     for t in res.modules:
-        s = module_shape(t.module, t.r, lora, quantized)
+        s = module_shape(t.module, t.shape_r or t.r, lora, quantized)
         entries.append(_Entry(t.name, s.trainable, True, "adapter"))
         if s.total > s.trainable:
             entries.append(_Entry(t.name, s.total - s.trainable, False, "adapter_frozen"))

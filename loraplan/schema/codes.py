@@ -81,6 +81,7 @@ CODES: dict[str, str] = {
     "LP567": "layer_replication problem or summary",
     "LP568": "ensure_weight_tying has nothing to tie",
     "LP569": "option PEFT ignores on these layers",
+    "LP570": "PEFT builds a broken adapter on this layer (wrong shapes or values)",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

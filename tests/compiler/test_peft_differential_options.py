@@ -176,3 +176,29 @@ def test_token_ids_past_the_vocabulary(indices):
     """With real weights PEFT copies the rows at injection: an id past the 64 rows raises IndexError."""
     run(hf_factory("llama", device="cpu"), {"r": 4, "target_modules": ["q_proj"], "trainable_token_indices": indices},
         {"LP566"})
+
+
+@pytest.mark.parametrize(("width_in", "width_out"), [(16, 8), (16, 16)])
+def test_olora_on_gpt2_conv1d_is_broken_in_peft(width_in, width_out):
+    """PEFT accepts it, and the adapter is wrong: the plan's LP570 error is true for the user's model."""
+    class One(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = Conv1D(width_out, width_in)
+
+        def forward(self, x):
+            return self.c(x)
+
+    from peft import LoraConfig, get_peft_model
+
+    plan = compile_plan(config_of({"r": 4, "target_modules": ["c"], "init_lora_weights": "olora"}), One())
+    assert "LP570" in {d.code for d in plan.diagnostics if d.severity == "error"}
+    torch.manual_seed(0)
+    model, x = One(), torch.randn(2, width_in)
+    before = model(x)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["c"], init_lora_weights="olora"))
+    try:
+        after = peft_model(x)
+    except RuntimeError:
+        return  # in != out: the shapes do not fit
+    assert not torch.allclose(after, before, atol=1e-4)  # an init meant to keep the output does not
