@@ -32,7 +32,7 @@ def options(ctx: Ctx) -> Iterator[Diagnostic]:
     quantized = quantized_names(ctx.config, ctx.arch)
     grouped: dict[tuple[str, str, str, str, str | None], list[str]] = {}
     for t in ctx.res.modules:
-        for f in module_findings(t.module, t.r, lora, quantized):
+        for f in module_findings(t.module, t.r, lora, quantized, t.rank_key):
             grouped.setdefault((f.code, f.severity, f.message, f.option, f.hint), []).extend(f.names)
     for p in ctx.res.parameters:
         for f in param_findings(p.name, lora):
@@ -51,8 +51,36 @@ def options(ctx: Ctx) -> Iterator[Diagnostic]:
     mode = init_mode(lora.init_lora_weights)
     if mode in PREPROCESS and (ctx.res.modules or ctx.res.parameters):
         severity, text = PREPROCESS[mode]
+        if mode == "eva":
+            rho = lora.eva_config.rho if lora.eva_config is not None else 2.0
+            lo, hi = eva_bounds(ctx.modules, rho)
+            now = sum(i.r * (i.in_features + i.out_features) for i in ctx.modules if i.kind in ("linear",
+                                                                                                "conv1d_gpt2"))
+            text += (f". With rho {rho:g} the Linear adapters' A and B then hold between {lo:,} and {hi:,} "
+                     f"parameters ({now:,} before)")
         path, key = ctx.where("init_lora_weights")
         yield ctx.d("LP564", severity, text, path, key=key)
+
+
+def eva_bounds(modules: list, rho: float) -> tuple[int, int]:
+    """Fewest and most A + B parameters EVA's redistribution can give the Linear adapters.
+
+    peft/tuners/lora/eva.py: the budget is the sum of the planned ranks; each layer gets 0 to
+    round(r * rho) components (and at most in_features: the SVD of its inputs); the budget goes to
+    the components that explain the most variance, which depends on the data, hence a range.
+    """
+    layers = [(i.in_features + i.out_features, min(round(i.r * rho), i.in_features)) for i in modules
+              if i.kind in ("linear", "conv1d_gpt2")]
+    budget = sum(i.r for i in modules if i.kind in ("linear", "conv1d_gpt2"))
+
+    def fill(order: list[tuple[int, int]]) -> int:
+        left, total = budget, 0
+        for width, cap in order:
+            take = min(cap, left)
+            total, left = total + take * width, left - take
+        return total
+
+    return fill(sorted(layers)), fill(sorted(layers, reverse=True))
 
 
 def tokens_and_tying(ctx: Ctx) -> Iterator[Diagnostic]:

@@ -68,12 +68,15 @@ def _kind(m: Any, quantized: set[str]) -> str:
     return "linear" if m.kind in LINEAR else m.kind
 
 
-def module_findings(m: Any, r: int, lora: Any, quantized: set[str]) -> list[Finding]:
+def module_findings(m: Any, r: int, lora: Any, quantized: set[str], rank_key: str | None = None) -> list[Finding]:
     """What PEFT raises (or silently does) when it wraps module `m` with rank `r`."""
     out: list[Finding] = []
     kind = _kind(m, quantized)
     init = init_mode(lora.init_lora_weights)
     i, o = module_features(m)
+    if init == "orthogonal" and r % 2 and rank_key is not None and m.kind in (*LINEAR, "mha"):
+        out.append(Finding("LP316", "error", f"orthogonal init needs an even rank; rank_pattern '{rank_key}' gives "
+                           f"{r} (PEFT refuses)", "rank_pattern", [m.name]))
     if init in WEIGHT_INITS and m.kind == "mha":
         out.append(Finding("LP560", "error", f"init_lora_weights '{lora.init_lora_weights}' reads the layer's "
                            "weight, and PEFT's MultiheadAttention adapter has none (AttributeError)",

@@ -24,6 +24,11 @@ HEADS = {  # model type -> [(auto class, task_type)]
     "mixtral": [("AutoModelForCausalLM", None)],
     "phi3": [("AutoModelForCausalLM", "CAUSAL_LM")],
     "t5": [("AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM")],
+    "qwen3_moe": [("AutoModelForCausalLM", "CAUSAL_LM")],
+    "deepseek_v3": [("AutoModelForCausalLM", None)],
+    "gpt_oss": [("AutoModelForCausalLM", "CAUSAL_LM")],
+    "jamba": [("AutoModelForCausalLM", None)],
+    "falcon_h1": [("AutoModelForCausalLM", "CAUSAL_LM")],
 }
 INITS = [True, True, False, "gaussian", "pissa", "pissa_niter_1", "olora", "orthogonal", "eva", "mica", "lora_ga"]
 

@@ -21,7 +21,7 @@ from transformers.pytorch_utils import Conv1D
 
 from loraplan.compiler.compile import compile_plan
 
-OPTION_CODES = {"LP560", "LP561", "LP562", "LP565", "LP566", "LP567"}
+OPTION_CODES = {"LP316", "LP560", "LP561", "LP562", "LP565", "LP566", "LP567"}
 
 
 class Mixed(nn.Module):
@@ -202,3 +202,10 @@ def test_olora_on_gpt2_conv1d_is_broken_in_peft(width_in, width_out):
     except RuntimeError:
         return  # in != out: the shapes do not fit
     assert not torch.allclose(after, before, atol=1e-4)  # an init meant to keep the output does not
+
+
+@pytest.mark.parametrize("target", ["emb", "lin", "gpt"])
+def test_orthogonal_odd_rank_from_rank_pattern(target):
+    """PEFT refuses an odd rank only where the orthogonal init runs (Linear, Conv1D); Embedding ignores it."""
+    run(mixed, {"r": 4, **TARGETS[target], "init_lora_weights": "orthogonal", "rank_pattern": {target: 3}},
+        {"LP316"})
