@@ -112,4 +112,31 @@ def tokens_and_tying(ctx: Ctx) -> Iterator[Diagnostic]:
                     "target_modules, modules_to_save or trainable_token_indices (PEFT warns)", path, key=key)
 
 
-CHECKS = (options, tokens_and_tying)
+RUN_TIME = {  # options that change training or serving, not the module tree or the counts
+    "alora_invocation_tokens": "aLoRA: each adapter acts only from its invocation tokens on (they must be in every "
+                               "input); the adapter cannot be merged into the base weights",
+    "velora_config": "VeLoRA: A's backward keeps a compressed copy of its input (less activation memory than the "
+                     "estimate assumes)",
+    "monteclora_config": "MonteCLoRA: every forward samples num_samples perturbations of A (more compute); the "
+                         "sampler's KL / entropy terms are yours to add to the loss",
+    "kasa_config": "KaSA truncates the base weights' r smallest singular directions when it injects (destructive: "
+                   "keep the original checkpoint); add LoraModel._get_kasa_loss to your loss for beta / gamma",
+    "use_bdlora": "BD-LoRA: block-diagonal factors for sharded multi-LoRA serving (nblocks = serving shards)",
+    "runtime_config": "runtime_config: used while injecting (ephemeral GPU offload for DoRA's init), never saved",
+    "revision": "revision: recorded in adapter_config.json for loading the base model",
+}
+
+
+def run_time(ctx: Ctx) -> Iterator[Diagnostic]:
+    """What the run-time-only options will do, so the plan shows them (LP571)."""
+    lora = ctx.lora
+    for option, text in RUN_TIME.items():
+        value = getattr(lora, option)
+        if option == "runtime_config":
+            value = value.ephemeral_gpu_offload
+        if value:
+            path, key = ctx.where(option)
+            yield ctx.d("LP571", "info", text, path, key=key)
+
+
+CHECKS = (options, tokens_and_tying, run_time)

@@ -82,6 +82,7 @@ CODES: dict[str, str] = {
     "LP568": "ensure_weight_tying has nothing to tie",
     "LP569": "option PEFT ignores on these layers",
     "LP570": "PEFT builds a broken adapter on this layer (wrong shapes or values)",
+    "LP571": "run-time option: what it does during training or serving",
     # runtime
     "LP601": "plan does not match the model",
     "LP602": "adapted model differs from the plan",

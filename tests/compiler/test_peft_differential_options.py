@@ -209,3 +209,15 @@ def test_orthogonal_odd_rank_from_rank_pattern(target):
     """PEFT refuses an odd rank only where the orthogonal init runs (Linear, Conv1D); Embedding ignores it."""
     run(mixed, {"r": 4, **TARGETS[target], "init_lora_weights": "orthogonal", "rank_pattern": {target: 3}},
         {"LP316"})
+
+
+def test_run_time_options_are_shown_in_the_plan():
+    from loraplan.compiler.diagnose_options import RUN_TIME
+
+    lora = {"r": 4, "target_modules": ["q_proj"], "alora_invocation_tokens": [1], "revision": "main",
+            "runtime_config": {"ephemeral_gpu_offload": True}}
+    plan = compile_plan(config_of(lora), architecture(hf_factory("llama")))
+    notes = {d.message for d in plan.diagnostics if d.code == "LP571"}
+    assert notes == {RUN_TIME["alora_invocation_tokens"], RUN_TIME["revision"], RUN_TIME["runtime_config"]}
+    plain = compile_plan(config_of({"r": 4, "target_modules": ["q_proj"]}), architecture(hf_factory("llama")))
+    assert not [d for d in plain.diagnostics if d.code == "LP571"]
