@@ -13,7 +13,7 @@ tests/compiler/test_peft_differential_options.py against `get_peft_model` on rea
   MonteCLoRA, MiCA, KaSA; Embedding DoRA or MiCA; ConvNd DoRA; MultiheadAttention and ParamWrapper
   none. bitsandbytes layers take DoRA, aLoRA and Arrow, refuse VeLoRA and ignore the others.
 - Extra parameters: KaSA a diagonal of r; MonteCLoRA r + num_samples priors; BD-LoRA's
-  block-diagonal factor holds 1/nblocks of the dense one.
+  block-diagonal factor holds 1/nblocks of the dense one (and a block-diagonal B has no bias).
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def module_shape(m: Any, r: int, lora: Any, quantized: set[str]) -> AdapterShape
         b = any(p in m.name for p in bd.target_modules_bd_b or [])
         if a and not b:
             total -= r * i - r * i // bd.nblocks
-        elif b and not a:
-            total -= o * r - o * r // bd.nblocks
+        elif b and not a:  # BlockDiagonalLinear has no bias: lora_bias's B bias is gone
+            total -= o * r - o * r // bd.nblocks + (o if lora.lora_bias else 0)
     return AdapterShape(i, o, total, total - frozen)
 
 

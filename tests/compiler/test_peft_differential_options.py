@@ -92,6 +92,8 @@ VARIANTS = [
     {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "nblocks": 2}},
     {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "nblocks": 2, "match_strict": False}},
     {"use_bdlora": {"target_modules_bd_b": ["q_proj", "v_proj"], "nblocks": 3}},
+    {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "target_modules_bd_b": ["v_proj"], "nblocks": 2},
+     "lora_bias": True},  # a block-diagonal B has no bias
     {"use_qalora": True, "qalora_group_size": 8},
 ]
 
