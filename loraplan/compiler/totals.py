@@ -70,7 +70,9 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
 
     bias_names = _trainable_biases(lora.bias, res, arch)
     by_name = {p.name: i for i, p in enumerate(arch.parameters)}
+    tied_to = getattr(arch, "tied_parameters", {}) or {}
     for name in bias_names:
+        name = tied_to.get(name, name)  # a bias shared with another module (BERT's decoder.bias)
         if name in by_name:
             entries[by_name[name]].trainable = True
 

@@ -223,3 +223,11 @@ def test_run_time_options_are_shown_in_the_plan():
     assert notes == {RUN_TIME["alora_invocation_tokens"], RUN_TIME["revision"], RUN_TIME["runtime_config"]}
     plain = compile_plan(config_of({"r": 4, "target_modules": ["q_proj"]}), architecture(hf_factory("llama")))
     assert not [d for d in plain.diagnostics if d.code == "LP571"]
+
+
+@pytest.mark.parametrize("ewt", [False, True])
+def test_tied_decoder_bias_with_lora_only(ewt):
+    """BERT's MLM decoder shares its bias with cls.predictions.bias; `lora_only` unfreezes it through the tie."""
+    run(hf_factory("bert", auto="AutoModelForMaskedLM"),
+        {"r": 4, "target_modules": ["decoder", "query", "word_embeddings"], "bias": "lora_only",
+         "ensure_weight_tying": ewt})
