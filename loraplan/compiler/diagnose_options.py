@@ -32,7 +32,7 @@ def options(ctx: Ctx) -> Iterator[Diagnostic]:
     quantized = quantized_names(ctx.config, ctx.arch)
     grouped: dict[tuple[str, str, str, str, str | None], list[str]] = {}
     for t in ctx.res.modules:
-        for f in module_findings(t.module, t.r, lora, quantized):
+        for f in module_findings(t.module, t.r, lora, quantized, t.rank_key):
             grouped.setdefault((f.code, f.severity, f.message, f.option, f.hint), []).extend(f.names)
     for p in ctx.res.parameters:
         for f in param_findings(p.name, lora):
@@ -51,8 +51,36 @@ def options(ctx: Ctx) -> Iterator[Diagnostic]:
     mode = init_mode(lora.init_lora_weights)
     if mode in PREPROCESS and (ctx.res.modules or ctx.res.parameters):
         severity, text = PREPROCESS[mode]
+        if mode == "eva":
+            rho = lora.eva_config.rho if lora.eva_config is not None else 2.0
+            lo, hi = eva_bounds(ctx.modules, rho)
+            now = sum(i.r * (i.in_features + i.out_features) for i in ctx.modules if i.kind in ("linear",
+                                                                                                "conv1d_gpt2"))
+            text += (f". With rho {rho:g} the Linear adapters' A and B then hold between {lo:,} and {hi:,} "
+                     f"parameters ({now:,} before)")
         path, key = ctx.where("init_lora_weights")
         yield ctx.d("LP564", severity, text, path, key=key)
+
+
+def eva_bounds(modules: list, rho: float) -> tuple[int, int]:
+    """Fewest and most A + B parameters EVA's redistribution can give the Linear adapters.
+
+    peft/tuners/lora/eva.py: the budget is the sum of the planned ranks; each layer gets 0 to
+    round(r * rho) components (and at most in_features: the SVD of its inputs); the budget goes to
+    the components that explain the most variance, which depends on the data, hence a range.
+    """
+    layers = [(i.in_features + i.out_features, min(round(i.r * rho), i.in_features)) for i in modules
+              if i.kind in ("linear", "conv1d_gpt2")]
+    budget = sum(i.r for i in modules if i.kind in ("linear", "conv1d_gpt2"))
+
+    def fill(order: list[tuple[int, int]]) -> int:
+        left, total = budget, 0
+        for width, cap in order:
+            take = min(cap, left)
+            total, left = total + take * width, left - take
+        return total
+
+    return fill(sorted(layers)), fill(sorted(layers, reverse=True))
 
 
 def tokens_and_tying(ctx: Ctx) -> Iterator[Diagnostic]:
@@ -84,4 +112,31 @@ def tokens_and_tying(ctx: Ctx) -> Iterator[Diagnostic]:
                     "target_modules, modules_to_save or trainable_token_indices (PEFT warns)", path, key=key)
 
 
-CHECKS = (options, tokens_and_tying)
+RUN_TIME = {  # options that change training or serving, not the module tree or the counts
+    "alora_invocation_tokens": "aLoRA: each adapter acts only from its invocation tokens on (they must be in every "
+                               "input); the adapter cannot be merged into the base weights",
+    "velora_config": "VeLoRA: A's backward keeps a compressed copy of its input (less activation memory than the "
+                     "estimate assumes)",
+    "monteclora_config": "MonteCLoRA: every forward samples num_samples perturbations of A (more compute); the "
+                         "sampler's KL / entropy terms are yours to add to the loss",
+    "kasa_config": "KaSA truncates the base weights' r smallest singular directions when it injects (destructive: "
+                   "keep the original checkpoint); add LoraModel._get_kasa_loss to your loss for beta / gamma",
+    "use_bdlora": "BD-LoRA: block-diagonal factors for sharded multi-LoRA serving (nblocks = serving shards)",
+    "runtime_config": "runtime_config: used while injecting (ephemeral GPU offload for DoRA's init), never saved",
+    "revision": "revision: recorded in adapter_config.json for loading the base model",
+}
+
+
+def run_time(ctx: Ctx) -> Iterator[Diagnostic]:
+    """What the run-time-only options will do, so the plan shows them (LP571)."""
+    lora = ctx.lora
+    for option, text in RUN_TIME.items():
+        value = getattr(lora, option)
+        if option == "runtime_config":
+            value = value.ephemeral_gpu_offload
+        if value:
+            path, key = ctx.where(option)
+            yield ctx.d("LP571", "info", text, path, key=key)
+
+
+CHECKS = (options, tokens_and_tying, run_time)

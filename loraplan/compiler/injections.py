@@ -11,7 +11,7 @@ from typing import Any
 from loraplan.compiler.architecture import Architecture
 from loraplan.compiler.counting import param_adapter, scaling
 from loraplan.compiler.fast_path import FALLBACK_REASONS, static_fallback_reason
-from loraplan.compiler.lora_options import module_shape
+from loraplan.compiler.lora_options import module_shape, variants
 from loraplan.compiler.matching import entry_matches, main_stack_index, names_match
 from loraplan.compiler.plan import Coverage, Injection
 from loraplan.compiler.targets import Resolution
@@ -48,7 +48,7 @@ def build_injections(
     init = lora.init_lora_weights
     modules = []
     for t in res.modules:
-        shape = module_shape(t.module, t.r, lora, quantized or set())
+        shape = module_shape(t.module, t.shape_r or t.r, lora, quantized or set())
         matched = [e for e in entries if entry_matches(e, t.name, is_regex=is_regex)] or list(entries)
         modules.append(
             Injection(
@@ -67,7 +67,7 @@ def build_injections(
                 matched_by=matched,
                 rank_pattern=t.rank_key,
                 alpha_pattern=t.alpha_key,
-                **_fast(t.module.kind, lora),
+                **_fast(t.module.kind, lora, t.name in (quantized or set())),
             )
         )
     string_entry = lora.target_modules if isinstance(lora.target_modules, str) else None
@@ -100,12 +100,17 @@ def build_injections(
     return modules, params
 
 
-def _fast(kind: str, lora: Any) -> dict[str, Any]:
+def _fast(kind: str, lora: Any, quantized: bool = False) -> dict[str, Any]:
     """Whether the fused training path runs this module, and why not when it does not."""
     reason = static_fallback_reason(
         kind, dropout=lora.lora_dropout, use_dora=lora.use_dora, lora_bias=lora.lora_bias,
         init=lora.init_lora_weights,
     )
+    # KaSA, BD-LoRA, MonteCLoRA, VeLoRA, aLoRA, Arrow: PEFT's layer holds a variant object (runtime/fast
+    # falls back on it); bitsandbytes layers keep only aLoRA and Arrow among them.
+    kept = {"alora_invocation_tokens", "arrow_config"} if quantized else variants(lora) - {"use_dora", "mica"}
+    if reason is None and kind == "linear" and variants(lora) & kept:
+        reason = "LoRA variant (" + ", ".join(sorted(variants(lora) & kept)) + "): PEFT's layer"
     return {"fast_path": reason is None, "fallback_reason": reason}
 
 

@@ -13,7 +13,7 @@ tests/compiler/test_peft_differential_options.py against `get_peft_model` on rea
   MonteCLoRA, MiCA, KaSA; Embedding DoRA or MiCA; ConvNd DoRA; MultiheadAttention and ParamWrapper
   none. bitsandbytes layers take DoRA, aLoRA and Arrow, refuse VeLoRA and ignore the others.
 - Extra parameters: KaSA a diagonal of r; MonteCLoRA r + num_samples priors; BD-LoRA's
-  block-diagonal factor holds 1/nblocks of the dense one.
+  block-diagonal factor holds 1/nblocks of the dense one (and a block-diagonal B has no bias).
 """
 
 from __future__ import annotations
@@ -68,12 +68,15 @@ def _kind(m: Any, quantized: set[str]) -> str:
     return "linear" if m.kind in LINEAR else m.kind
 
 
-def module_findings(m: Any, r: int, lora: Any, quantized: set[str]) -> list[Finding]:
+def module_findings(m: Any, r: int, lora: Any, quantized: set[str], rank_key: str | None = None) -> list[Finding]:
     """What PEFT raises (or silently does) when it wraps module `m` with rank `r`."""
     out: list[Finding] = []
     kind = _kind(m, quantized)
     init = init_mode(lora.init_lora_weights)
     i, o = module_features(m)
+    if init == "orthogonal" and r % 2 and rank_key is not None and m.kind in (*LINEAR, "mha"):
+        out.append(Finding("LP316", "error", f"orthogonal init needs an even rank; rank_pattern '{rank_key}' gives "
+                           f"{r} (PEFT refuses)", "rank_pattern", [m.name]))
     if init in WEIGHT_INITS and m.kind == "mha":
         out.append(Finding("LP560", "error", f"init_lora_weights '{lora.init_lora_weights}' reads the layer's "
                            "weight, and PEFT's MultiheadAttention adapter has none (AttributeError)",
@@ -84,6 +87,11 @@ def module_findings(m: Any, r: int, lora: Any, quantized: set[str]) -> list[Find
     elif init not in (None, "gaussian", "lora_ga", "loftq") and m.kind in CONV:
         out.append(Finding("LP560", "error", f"init_lora_weights '{lora.init_lora_weights}' is not implemented "
                            f"for {m.cls} (PEFT: 'Unknown initialization')", "init_lora_weights", [m.name]))
+    elif init == "olora" and m.kind == "conv1d_gpt2":
+        out.append(Finding("LP570", "error", "OLoRA on GPT-2 Conv1D: PEFT factors the stored (in, out) weight "
+                           "without transposing it, so A and B get the wrong shapes (in != out: the first forward "
+                           "fails, and with DoRA get_peft_model raises) or the wrong values (the output changes at "
+                           "init)", "init_lora_weights", [m.name], hint="use pissa, which transposes Conv1D weights"))
     elif init in EMBEDDING_DEFAULTED and m.kind == "embedding":
         out.append(Finding("LP569", "warning", f"PEFT ignores init_lora_weights '{lora.init_lora_weights}' on "
                            "Embedding layers and uses the default init there", "init_lora_weights", [m.name]))
@@ -129,6 +137,9 @@ def _bdlora(m: Any, r: int, bd: Any, i: int, o: int) -> list[Finding]:
                             "match_strict is true (PEFT refuses)", "use_bdlora", [m.name],
                             hint="add it to one list, or set `match_strict: false`")]
         return []
+    if m.kind == "conv1d_gpt2":
+        return [Finding("LP561", "error", "BD-LoRA builds its block-diagonal factor from base_layer.in_features, "
+                        "which GPT-2 Conv1D does not have (PEFT raises AttributeError)", "use_bdlora", [m.name])]
     dims = (i, r) if a else (r, o)
     if any(d % bd.nblocks for d in dims):
         which = "A (in_features, r)" if a else "B (r, out_features)"
@@ -177,8 +188,8 @@ def module_shape(m: Any, r: int, lora: Any, quantized: set[str]) -> AdapterShape
         b = any(p in m.name for p in bd.target_modules_bd_b or [])
         if a and not b:
             total -= r * i - r * i // bd.nblocks
-        elif b and not a:
-            total -= o * r - o * r // bd.nblocks
+        elif b and not a:  # BlockDiagonalLinear has no bias: lora_bias's B bias is gone
+            total -= o * r - o * r // bd.nblocks + (o if lora.lora_bias else 0)
     return AdapterShape(i, o, total, total - frozen)
 
 

@@ -38,6 +38,9 @@ def layer_list(arch: Architecture) -> str:
 
 def replicate(arch: Architecture, ranges: list[list[int]]) -> Architecture:
     stack = layer_list(arch)
+    if arch.model_type == "custom":
+        raise ReplicationError(f"PEFT rebuilds `{stack}` and then reads `config.num_hidden_layers` of the module "
+                               "holding it; this model has no transformers config (AttributeError)")
     count = arch.layer_stacks.get(stack) or len({m.name.split(".")[stack.count(".") + 1] for m in arch.modules
                                                  if m.name.startswith(stack + ".")})
     order = [i for start, end in ranges for i in range(start, end)]

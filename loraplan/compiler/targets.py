@@ -43,6 +43,7 @@ class ModuleTarget:
     alpha: float
     rank_key: str | None = None
     alpha_key: str | None = None
+    shape_r: int | None = None  # the rank of its tensors when they are another adapter's (weight tying)
 
 
 @dataclass
@@ -172,10 +173,11 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
 
     if spec.target_parameters:
         _resolve_parameters(res, arch, lora, fifo)
+    embed_r = next((t.r for t in res.modules if t.name == arch.input_embedding), None)
     for m in deferred:
         if _check_module(res, arch, m, lora):
             r, alpha, rk, ak = mt.rank_and_alpha(spec, m.name)
-            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak))
+            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak, shape_r=embed_r))
 
     if not res.modules and not res.parameters and not res.unwrappable:
         if res.excluded and not unmatched:

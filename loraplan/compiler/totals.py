@@ -59,7 +59,7 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
     quantized = quantized_names(config, arch)
     entries = base_entries(arch, config)
     for t in res.modules:
-        s = module_shape(t.module, t.r, lora, quantized)
+        s = module_shape(t.module, t.shape_r or t.r, lora, quantized)
         entries.append(_Entry(t.name, s.trainable, True, "adapter"))
         if s.total > s.trainable:
             entries.append(_Entry(t.name, s.total - s.trainable, False, "adapter_frozen"))
@@ -70,7 +70,9 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
 
     bias_names = _trainable_biases(lora.bias, res, arch)
     by_name = {p.name: i for i, p in enumerate(arch.parameters)}
+    tied_to = getattr(arch, "tied_parameters", {}) or {}
     for name in bias_names:
+        name = tied_to.get(name, name)  # a bias shared with another module (BERT's decoder.bias)
         if name in by_name:
             entries[by_name[name]].trainable = True
 

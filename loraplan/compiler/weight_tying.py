@@ -5,7 +5,9 @@ When the model ties its output layer to the input embedding and a target names `
 input embedding's full name to the targets, removes the first entry matching each tied module,
 skips the tied modules during matching and adapts them last, after the target_parameters, with
 adapters tied to the embedding's. A tied module is then adapted even when no target names it.
-With the embedding in modules_to_save instead, PEFT ties the saved copies: counts do not change.
+The tied adapters take the embedding adapter's tensors, so their size follows the embedding's rank.
+With `embed_tokens` / `lm_head` in modules_to_save instead, PEFT saves the input embedding (adding its
+full name there, dropping the tied modules' entries) and ties the saved copies: nothing more to count.
 """
 
 from __future__ import annotations
@@ -43,9 +45,20 @@ def rewrite(spec: Any, arch: Architecture, lora: Any) -> list[str]:
         return []
     tied = tied_with_embedding(arch)
     saved = any(m.split(".")[-1] in EMBEDDING_LAYER_NAMES for m in spec.modules_to_save or [])
-    if not tied or saved or not embedding_in(spec.target_modules):
-        return []
     embed = arch.input_embedding
+    if tied and saved:  # _add_modules_to_save_to_tie: the embedding is saved, the tied copies share it
+        keep = list(spec.modules_to_save)
+        if embed not in keep:
+            keep.append(embed)
+        for key in tied:
+            for m in list(keep):
+                if re.match(rf"(^|.*\.){m}($|\..*)", key):
+                    keep.remove(m)
+                    break
+        spec.modules_to_save = keep
+        return []
+    if not tied or not embedding_in(spec.target_modules):
+        return []
     if isinstance(spec.target_modules, str):
         spec.target_modules = rf"(?:{spec.target_modules}|^{re.escape(embed)}$)"
         return tied

@@ -56,15 +56,16 @@ def _numel(params: Any) -> int:
 def _adapter(name: str, layer: Any, adapter: str) -> Adapter:
     if adapter in getattr(layer, "lora_A", {}):
         a, b = layer.lora_A[adapter], layer.lora_B[adapter]
-        a_shape, b_shape = tuple(a.weight.shape), tuple(b.weight.shape)
-        params = _numel(a.parameters()) + _numel(b.parameters())
+        a_shape, b_shape = _dense_shape(a), _dense_shape(b)
     else:  # embeddings keep their factors as plain parameters
         a, b = layer.lora_embedding_A[adapter], layer.lora_embedding_B[adapter]
         a_shape, b_shape = tuple(a.shape), tuple(b.shape)
-        params = _numel([a, b])
-    magnitude = getattr(layer, "lora_magnitude_vector", {})
-    if adapter in magnitude:
-        params += _numel(magnitude[adapter].parameters())
+    params = 0
+    for attr in getattr(layer, "adapter_layer_names", ()):  # A, B, DoRA magnitude, KaSA diagonal, samplers...
+        container = getattr(layer, attr, None)
+        if container is not None and adapter in container:
+            held = container[adapter]
+            params += _numel(held.parameters() if hasattr(held, "parameters") else [held])
     dropout = layer.lora_dropout[adapter]
     use_dora = getattr(layer, "use_dora", {}).get(adapter, False)
     return Adapter(
@@ -79,6 +80,13 @@ def _adapter(name: str, layer: Any, adapter: str) -> Adapter:
         params=int(params),
         experts=int(getattr(layer, "num_experts", 1)),
     )
+
+
+def _dense_shape(factor: Any) -> tuple[int, ...]:
+    """(out, in) of a factor; BD-LoRA's BlockDiagonalLinear stores 1/nblocks of it, as the plan counts."""
+    if type(factor).__name__ == "BlockDiagonalLinear":
+        return (factor.out_features, factor.in_features)
+    return tuple(factor.weight.shape)
 
 
 def find_adapters(peft_model: Any, adapter: str = "default") -> Found:
@@ -105,6 +113,11 @@ def find_adapters(peft_model: Any, adapter: str = "default") -> Found:
 
 def _expected_shapes(inj: Injection, experts: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """(A, B) leading dims PEFT gives an adapter of this kind; None where only counts are compared."""
+    if inj.kind in ("linear", "conv1d_gpt2") and str(inj.init).startswith(("pissa", "olora")):
+        k = min(inj.r, inj.in_features, inj.out_features)  # PiSSA / OLoRA keep min(r, in, out) directions
+        if inj.kind == "conv1d_gpt2" and str(inj.init) == "olora":
+            return None  # PEFT factors Conv1D's stored (in, out) weight as is (LP570)
+        return (k, inj.in_features), (inj.out_features, k)
     if inj.kind in ("linear", "conv1d_gpt2", "embedding"):
         return (inj.r, inj.in_features), (inj.out_features, inj.r)
     if inj.kind == "parameter":

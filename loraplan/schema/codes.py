@@ -114,6 +114,8 @@ CODES: dict[str, str] = {
     "LP567": "layer_replication problem or summary",
     "LP568": "ensure_weight_tying has nothing to tie",
     "LP569": "option PEFT ignores on these layers",
+    "LP570": "PEFT builds a broken adapter on this layer (wrong shapes or values)",
+    "LP571": "run-time option: what it does during training or serving",
     "LP580": "training step does not fit one GPU: no distributed setting",
     "LP581": "per-rank estimate does not fit one GPU",
     # runtime

@@ -21,7 +21,7 @@ from transformers.pytorch_utils import Conv1D
 
 from loraplan.compiler.compile import compile_plan
 
-OPTION_CODES = {"LP560", "LP561", "LP562", "LP565", "LP566", "LP567"}
+OPTION_CODES = {"LP316", "LP560", "LP561", "LP562", "LP565", "LP566", "LP567"}
 
 
 class Mixed(nn.Module):
@@ -92,6 +92,8 @@ VARIANTS = [
     {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "nblocks": 2}},
     {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "nblocks": 2, "match_strict": False}},
     {"use_bdlora": {"target_modules_bd_b": ["q_proj", "v_proj"], "nblocks": 3}},
+    {"use_bdlora": {"target_modules_bd_a": ["q_proj"], "target_modules_bd_b": ["v_proj"], "nblocks": 2},
+     "lora_bias": True},  # a block-diagonal B has no bias
     {"use_qalora": True, "qalora_group_size": 8},
 ]
 
@@ -176,3 +178,56 @@ def test_token_ids_past_the_vocabulary(indices):
     """With real weights PEFT copies the rows at injection: an id past the 64 rows raises IndexError."""
     run(hf_factory("llama", device="cpu"), {"r": 4, "target_modules": ["q_proj"], "trainable_token_indices": indices},
         {"LP566"})
+
+
+@pytest.mark.parametrize(("width_in", "width_out"), [(16, 8), (16, 16)])
+def test_olora_on_gpt2_conv1d_is_broken_in_peft(width_in, width_out):
+    """PEFT accepts it, and the adapter is wrong: the plan's LP570 error is true for the user's model."""
+    class One(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = Conv1D(width_out, width_in)
+
+        def forward(self, x):
+            return self.c(x)
+
+    from peft import LoraConfig, get_peft_model
+
+    plan = compile_plan(config_of({"r": 4, "target_modules": ["c"], "init_lora_weights": "olora"}), One())
+    assert "LP570" in {d.code for d in plan.diagnostics if d.severity == "error"}
+    torch.manual_seed(0)
+    model, x = One(), torch.randn(2, width_in)
+    before = model(x)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["c"], init_lora_weights="olora"))
+    try:
+        after = peft_model(x)
+    except RuntimeError:
+        return  # in != out: the shapes do not fit
+    assert not torch.allclose(after, before, atol=1e-4)  # an init meant to keep the output does not
+
+
+@pytest.mark.parametrize("target", ["emb", "lin", "gpt"])
+def test_orthogonal_odd_rank_from_rank_pattern(target):
+    """PEFT refuses an odd rank only where the orthogonal init runs (Linear, Conv1D); Embedding ignores it."""
+    run(mixed, {"r": 4, **TARGETS[target], "init_lora_weights": "orthogonal", "rank_pattern": {target: 3}},
+        {"LP316"})
+
+
+def test_run_time_options_are_shown_in_the_plan():
+    from loraplan.compiler.diagnose_options import RUN_TIME
+
+    lora = {"r": 4, "target_modules": ["q_proj"], "alora_invocation_tokens": [1], "revision": "main",
+            "runtime_config": {"ephemeral_gpu_offload": True}}
+    plan = compile_plan(config_of(lora), architecture(hf_factory("llama")))
+    notes = {d.message for d in plan.diagnostics if d.code == "LP571"}
+    assert notes == {RUN_TIME["alora_invocation_tokens"], RUN_TIME["revision"], RUN_TIME["runtime_config"]}
+    plain = compile_plan(config_of({"r": 4, "target_modules": ["q_proj"]}), architecture(hf_factory("llama")))
+    assert not [d for d in plain.diagnostics if d.code == "LP571"]
+
+
+@pytest.mark.parametrize("ewt", [False, True])
+def test_tied_decoder_bias_with_lora_only(ewt):
+    """BERT's MLM decoder shares its bias with cls.predictions.bias; `lora_only` unfreezes it through the tie."""
+    run(hf_factory("bert", auto="AutoModelForMaskedLM"),
+        {"r": 4, "target_modules": ["decoder", "query", "word_embeddings"], "bias": "lora_only",
+         "ensure_weight_tying": ewt})
