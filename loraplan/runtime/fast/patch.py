@@ -197,6 +197,9 @@ def patch_model(model: nn.Module, mode: str = "auto", kernels: str = "torch", st
         else:
             report.fallback[name] = reason
     _group_siblings(model, stack=stack and mode != "merged" and kernels == "torch")
+    from loraplan.runtime.engines import prepare_sharding  # FSDP / ZeRO-3: engines.py
+
+    prepare_sharding(model, report)
     return report
 
 
