@@ -40,16 +40,16 @@ def tiny_folder(path: str) -> str:
     return path
 
 
-def config(folder: str, qlora: bool, engine: str | None = None) -> Config:
+def config(folder: str, qlora: bool, engine: str | None = None, dtype: str = "float32") -> Config:
     data: dict[str, Any] = {
-        "base_model": folder, "dtype": "float32",
+        "base_model": folder, "dtype": dtype,
         "lora": {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False,
                  "task_type": "CAUSAL_LM"},
     }
     if qlora:  # storage = compute = model dtype: what FSDP needs (bnb_4bit_quant_storage)
         data["adapter"] = "qlora"
         data["quantization"] = {"load_in_4bit": True, "bnb_4bit_use_double_quant": True,
-                                "bnb_4bit_compute_dtype": "float32", "bnb_4bit_quant_storage": "float32"}
+                                "bnb_4bit_compute_dtype": dtype, "bnb_4bit_quant_storage": dtype}
     if engine == "zero3":
         data["distributed"] = {"world_size": 2, "deepspeed": {"zero_stage": 3}}
     elif engine:
@@ -61,12 +61,13 @@ def batch() -> torch.Tensor:
     return torch.randint(1, VOCAB, (4, 12), generator=torch.Generator().manual_seed(1))
 
 
-def adapted(folder: str, qlora: bool, fast: bool, mode: str = "auto", engine: str | None = None):
+def adapted(folder: str, qlora: bool, fast: bool, mode: str = "auto", engine: str | None = None,
+            dtype: str = "float32", device: str = "cpu"):
     """The tiny model through loraplan.apply (fast path or PEFT's layer), adapters seeded alike."""
-    cfg = config(folder, qlora, engine)
+    cfg = config(folder, qlora, engine, dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_model(cfg, folder, device_map="cpu", progress=False)
+        model = load_model(cfg, folder, device_map={"": device} if device != "cpu" else "cpu", progress=False)
     plan = compile_plan(cfg, model)
     torch.manual_seed(0)
     peft_model = apply(plan, model, fast=fast)
@@ -121,6 +122,19 @@ class Counter:
             fn.apply = original
 
 
+def accelerate_fsdp2(model, device: str = "cpu"):
+    """accelerate's own FSDP2 preparation, as Axolotl's accelerator.prepare runs it (any accelerate with FSDP2)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
+                                            transformer_cls_names_to_wrap=["LlamaDecoderLayer"],
+                                            reshard_after_forward=True)
+    acc = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None, parallelism_config=None,
+                          mixed_precision="no", is_main_process=dist.get_rank() == 0, device=torch.device(device))
+    return fsdp2_prepare_model(acc, model)
+
+
 def _shard(model, engine: str):
     if engine == "fsdp2":
         from torch.distributed.fsdp import fully_shard
@@ -129,16 +143,8 @@ def _shard(model, engine: str):
             fully_shard(layer)
         fully_shard(model)
         return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    if engine == "accelerate":  # accelerate's own FSDP2 preparation, as Axolotl's accelerator.prepare runs it
-        from accelerate.utils import FullyShardedDataParallelPlugin
-        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
-
-        plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
-                                                transformer_cls_names_to_wrap=["LlamaDecoderLayer"],
-                                                reshard_after_forward=True)
-        acc = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None,
-                              mixed_precision="no", is_main_process=dist.get_rank() == 0, device=torch.device("cpu"))
-        model = fsdp2_prepare_model(acc, model)
+    if engine == "accelerate":
+        model = accelerate_fsdp2(model)
         return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     import deepspeed
 
