@@ -29,13 +29,13 @@ def refs(folder):
 
 
 def assert_same(got, ref, rtol, steps=STEPS):
-    """Losses and every adapter gradient of the first `steps` steps agree."""
+    """Losses (relative rtol) and every adapter gradient (relative norm error 10 x rtol) of the first `steps`."""
     assert got["losses"][:steps] == pytest.approx(ref["losses"][:steps], rel=rtol)
     for step in range(steps):
         assert set(got["grads"][step]) == set(ref["grads"][step]) and len(ref["grads"][step]) == 28  # 14 x (A, B)
         for name, grad in ref["grads"][step].items():
-            torch.testing.assert_close(got["grads"][step][name], grad, rtol=rtol, atol=rtol * grad.abs().max().item(),
-                                       msg=lambda m, n=name, k=step: f"step {k}, {n}: {m}")
+            err = ((got["grads"][step][name] - grad).norm() / grad.norm()).item()
+            assert err < 10 * rtol, (step, name, err)
 
 
 def check(got, ref, rtol, engine_steps=STEPS):
