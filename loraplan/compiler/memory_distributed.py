@@ -9,8 +9,9 @@ The one-device estimate (memory.py) is split by what each engine shards over its
                  out of FSDP2's sharding by accelerate (fsdp2_prepare_model): whole on every rank.
                  ZeRO-0/1/2 and plain data parallel: whole on every rank.
   gathered       FSDP and ZeRO-3 all-gather one unit (a decoder block) before it runs and
-                 prefetch the next: two blocks, whole, plus the root unit (embeddings, final
-                 norm, output layer), which FSDP2 does not reshard after forward. Without
+                 prefetch the next: two blocks, whole, plus the embeddings, final norm and
+                 output layer (FSDP2 keeps the root unit, accelerate the norm and output
+                 layer's unit, gathered from forward to backward). Without
                  reshard_after_forward (SHARD_GRAD_OP) every block stays gathered until backward.
   adapters       sharded like the weights they sit in (FSDP, ZeRO-3), else whole
   gradients      FSDP and ZeRO-2/3: 1/S (reduce-scattered); ZeRO-0/1, data parallel: whole
@@ -113,8 +114,10 @@ def per_rank(config: Any, arch: Architecture, single: MemoryEstimate, totals: To
                if storage and storage != "uint8" else "")
             + ("; bitsandbytes' quantisation constants (quant_state, not parameters) whole on every rank"
                if constants else ""))
-        assumptions.append(f"gathered parameters: {how} (embeddings, final norm, output layer: FSDP2 keeps the "
-                           "root unit gathered through the step), adapters included")
+        assumptions.append(f"gathered parameters: {how}, adapters included; the embeddings, final norm and output "
+                           "layer counted gathered through the step (FSDP2 does not reshard the root unit after "
+                           "forward; accelerate 1.15 gives the final norm and output layer a unit kept gathered "
+                           "until backward)")
     else:
         weights, adapters_held, gathered = q_total, adapter_total, 0.0
         assumptions.append("weights and adapters: whole on every rank (" + (f"ZeRO-{zero} shards no parameters)"

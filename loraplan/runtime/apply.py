@@ -110,6 +110,18 @@ def _fast_path(peft_model: Any, fast: bool | str) -> Any:
     return report
 
 
+def _sharding(plan: Plan, peft_model: Any, report: Any) -> None:
+    """Under the plan's FSDP / ZeRO-3, layers the fused path cannot serve keep PEFT's (LP620 on the plan)."""
+    from loraplan.runtime.engines import planned_engine, prepare_sharding
+
+    restored = prepare_sharding(peft_model, report, planned_engine(plan))
+    if restored:
+        reason = report.fallback[restored[0]]
+        plan.diagnostics.append(Diagnostic(
+            "LP620", "info", f"{len(restored)} layer(s) keep PEFT's forward under the planned sharding "
+            f"({restored[0]}{' and others' if len(restored) > 1 else ''}): {reason}"))
+
+
 def apply(
     plan: Plan,
     model: Any,
@@ -161,4 +173,6 @@ def apply(
     if verify:
         verify_plan(plan, peft_model, adapter_name)
     peft_model.loraplan_fast_report = _fast_path(peft_model, fast)
+    if peft_model.loraplan_fast_report is not None:
+        _sharding(plan, peft_model, peft_model.loraplan_fast_report)
     return peft_model

@@ -283,6 +283,9 @@ def patch_model(
             if compute_dtype and compute_dtype_adapters(module):
                 report.compute_dtype.append(name)
     _group_siblings(model, stack=stack and mode != "merged" and kernels == "torch")
+    from loraplan.runtime.engines import prepare_sharding  # FSDP / ZeRO-3: engines.py
+
+    prepare_sharding(model, report)
     return report
 
 
