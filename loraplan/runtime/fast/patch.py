@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
-from loraplan.runtime.fast import dropout as _dropout
 from loraplan.runtime.fast import torch_ops
-from loraplan.runtime.fast.dropout import active_p
+from loraplan.runtime.fast.dropout import active_p, supported
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
 from loraplan.runtime.fast.grouped import SharedInputGroup
 from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stacking
@@ -148,6 +147,8 @@ class _FastForward:
         p = active_p(self.lora_dropout[name])
         if p > 0 and torch.compiler.is_compiling():
             return _compiled_dropout(self, x, base, lora_a, lora_b, scaling, p)
+        if p > 0 and not supported(x.device):
+            return super().forward(x, *args, **kwargs)
         mode = self._loraplan_mode
         merged = p == 0 and (mode == "merged" or (mode == "auto" and torch.compiler.is_compiling()))
         if type(base) is nn.Linear:
@@ -165,8 +166,7 @@ class _FastForward:
                     return out
                 if group.enabled:
                     return group.compute(self, x, name, ops, _group_drops(group, name))
-            drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
-            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, drop)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, p)
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
         ops = _ops(self, x)
@@ -179,16 +179,13 @@ class _FastForward:
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
-        drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
-        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, drop)
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, p)
 
 
 def _group_drops(group, name: str):
-    """(keep, seed) or None for each member of a group, or None when no member drops."""
-    ps = [active_p(m.lora_dropout[name]) for m in group.members]
-    if not any(ps):
-        return None
-    return tuple((1.0 - p, _dropout.draw_seed()) if p > 0 else None for p in ps)
+    """Each member's dropout probability, or None when no member drops."""
+    ps = tuple(active_p(m.lora_dropout[name]) for m in group.members)
+    return ps if any(ps) else None
 
 
 def _compiled_dropout(layer, x, base, lora_a, lora_b, scaling, p):
@@ -271,7 +268,9 @@ def _group_siblings(model: nn.Module, stack: bool) -> None:
         linear = {n: c for n, c in children.items() if type(c.get_base_layer()) is nn.Linear}
         units = []
         for names in SHARED_INPUT_GROUPS:
-            members = [linear[n] for n in sorted(names) if n in linear]
+            # in the parent's order (q, k, v; gate, up), which is the order the model calls them in
+            # and so the order PEFT's dropout modules draw their masks in
+            members = [c for n, c in linear.items() if n in names]
             if len(members) < 2 or len({m.get_base_layer().in_features for m in members}) != 1:
                 continue
             if len({m.get_base_layer().weight.dtype for m in members}) != 1:
