@@ -246,6 +246,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2, help="runs of each QLoRA cell")
     ap.add_argument("--cells", type=int, default=len(CELLS), help="the first N cells of the priority list")
+    ap.add_argument("--select", default="", help="cells instead, e.g. 'lora,0.05,0,0;qlora,0.05,1,0'")
     ap.add_argument("--minutes", type=float, default=8.0, help="start no cell after this much wall time")
     ap.add_argument("--axolotl-minutes", type=float, default=1.5, help="more time for Axolotl's runs, after")
     ap.add_argument("--no-axolotl", action="store_true")
@@ -271,6 +272,9 @@ def main(argv=None) -> int:
         print(json.dumps(results["check"]), flush=True)
         save()
     cells = CELLS[: args.cells]
+    if args.select:
+        cells = [(a, float(d), bool(int(g)), bool(int(c))) for a, d, g, c in
+                 (spec.split(",") for spec in args.select.split(";"))]  # fmt: skip
     frozen_done = set()
     plan = []
     for adapter, dropout, gc, compiled in cells:
@@ -295,6 +299,29 @@ def main(argv=None) -> int:
     return 0
 
 
+def reestimate(path: str) -> int:
+    """The plan's estimate for every loraplan row of a results file, recomputed on the CPU (no torch)."""
+    import loraplan
+    from loraplan.compiler.sources.from_config import from_config_json
+
+    results = json.loads(Path(path).read_text())
+    arch = results["arch"]
+    if arch == "llama-1.1b":
+        data = {**ts.MODEL, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}
+    else:
+        data = json.loads((CATALOG / ARCHS[arch]["config"]).read_text())
+    spec = from_config_json(data)
+    print(f"{results['device']} {arch}: estimate against max_memory_allocated")
+    for r in results["runs"]:
+        if r.get("impl") != "loraplan" or "peak_gib" not in r:
+            continue
+        plan = loraplan.compile(loraplan_config(arch, r["adapter"], r["dropout"], r["gc"], r["compiled"]),
+                                architecture=spec)
+        est = plan.memory.peak_allocated_bytes / GIB
+        print(f"{r['run'][:44]:44} peak {r['peak_gib']:6.2f}  estimate {est:6.2f}  {est / r['peak_gib'] - 1:+7.1%}")
+    return 0
+
+
 def print_table(results: dict) -> None:
     rows = [r for r in results["runs"] if "ms" in r]
     frozen = {(r["gc"], r["compiled"]): r["ms"] for r in rows if r["impl"] == "frozen"}
@@ -314,4 +341,6 @@ def print_table(results: dict) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--estimate"]:
+        raise SystemExit(reestimate(sys.argv[2]))
     raise SystemExit(main())

@@ -123,17 +123,25 @@ def adapter_input_bytes(modules: list[Injection], dtype_bytes: int) -> float:
 
     dL/dA needs each adapted module's input. On loraplan's fused path that is the input itself,
     in the compute dtype, once per group of siblings reading the same tensor (q/k/v, gate/up).
-    PEFT's own layer (the fallback) casts the input to the float32 adapters and keeps that copy
-    per module, plus the dropout mask when lora_dropout > 0.
+    PEFT's own layer (the fallback) casts the input to float32 adapters and keeps that copy per
+    module, plus the dropout mask when lora_dropout > 0. In a 16-bit model the fast path gives
+    fallback layers adapters in the compute dtype (runtime/fast/patch.py), so their input is not
+    cast: one copy per group as above, plus PEFT's dropped input and mask per module, and for
+    DoRA the base and low-rank outputs that the magnitude's gradient needs (2 x out per module;
+    measured on an H100, DoRA's estimate was -15 % without them, docs/benchmarks.md).
     """
     fused: dict[tuple[str, str], int] = {}
     total = 0.0
     for i in modules:
         if i.kind == "parameter":
             continue
-        if i.fast_path:
+        if i.fast_path or dtype_bytes < ADAPTER_BYTES:
             key = _input_key(i.module)
             fused[key] = max(fused.get(key, 0), i.in_features)
+            if not i.fast_path:  # PEFT's layer, adapters in the compute dtype
+                total += i.in_features * (dtype_bytes + 1) if i.dropout > 0 else 0
+                total += 2 * i.out_features * dtype_bytes if i.use_dora else 0
+                total += i.r * dtype_bytes
         else:
             total += i.in_features * (ADAPTER_BYTES + (1 if i.dropout > 0 else 0)) + i.r * ADAPTER_BYTES
     return total + sum(fused.values()) * dtype_bytes + sum(i.r for i in modules if i.fast_path) * dtype_bytes

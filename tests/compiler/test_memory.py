@@ -115,13 +115,24 @@ def test_compile_keeps_less_and_is_said(arch):
 
 
 def test_peft_layers_keep_a_float32_input_per_module(arch):
-    fused = plan_for(arch).memory.breakdown["activations"]
-    dora = plan_for(arch, use_dora=True)  # DoRA runs PEFT's layer: a float32 copy of each module's input
+    """A float32 model: PEFT's layer (DoRA) keeps a float32 copy of each module's input."""
+    fused = plan_for(arch, dtype="float32").memory.breakdown["activations"]
+    dora = plan_for(arch, dtype="float32", use_dora=True)
     assert not any(i.fast_path for i in dora.injections)
     tokens, h, ffn, layers = 2048, 2048, 5632, 22
     fp32_inputs = (6 * h + ffn) * 4 + 16 * 4 * 7  # q, k, v, o, gate, up read h; down reads ffn
-    fused_inputs = (3 * h + ffn) * 2 + 16 * 2 * 7
+    fused_inputs = (3 * h + ffn) * 4 + 16 * 4 * 7
     assert dora.memory.breakdown["activations"] - fused == tokens * layers * (fp32_inputs - fused_inputs)
+
+
+def test_dora_in_a_16_bit_model_keeps_its_two_outputs_per_module(arch):
+    """bf16: fallback adapters take the compute dtype (no input copy); DoRA keeps base and low-rank outputs."""
+    fused = plan_for(arch).memory.breakdown["activations"]
+    dora = plan_for(arch, use_dora=True)
+    tokens, layers = 2048, 22
+    outs = sum(i.out_features for i in dora.injections) // layers
+    assert outs == 2048 + 256 + 256 + 2048 + 5632 + 5632 + 2048  # q, k, v, o, gate, up, down
+    assert dora.memory.breakdown["activations"] - fused == tokens * layers * 2 * outs * 2
 
 
 def test_dropout_and_eager_attention_cost_more(arch):
