@@ -110,9 +110,13 @@ def make(impl: str, arch: str, adapter: str, dropout: float, gc: bool, compiled:
     plan = None
     if impl == "frozen":
         model = ts.freeze_with_input_grads(base)
-    elif impl == "loraplan":
+    elif impl.startswith("loraplan"):
         plan = loraplan.compile(loraplan_config(arch, adapter, dropout, gc, compiled), architecture=base)
         model = loraplan.apply(plan, base)
+        if impl == "loraplan-direct":  # 4-bit layers as one function, bitsandbytes' kernels called directly
+            from loraplan.runtime.fast import patch_model
+
+            patch_model(model, four_bit="direct")
     else:
         model = peft_model(base, adapter, dropout)
         if impl == "axolotl":
@@ -281,7 +285,9 @@ def main(argv=None) -> int:
         if (gc, compiled) not in frozen_done:
             plan.append(("frozen", "lora", 0.0, gc, compiled))
             frozen_done.add((gc, compiled))
-        for impl in ("peft-bf16", "loraplan"):
+        impls = ("peft-bf16", "loraplan", "loraplan-direct") if adapter == "qlora" and not compiled else (
+            "peft-bf16", "loraplan")
+        for impl in impls:
             for _ in range(args.repeat if adapter == "qlora" else 1):
                 plan.append((impl, adapter, dropout, gc, compiled))
     if not args.no_axolotl:  # last: the attention patch changes the class for every later model
@@ -313,7 +319,7 @@ def reestimate(path: str) -> int:
     spec = from_config_json(data)
     print(f"{results['device']} {arch}: estimate against max_memory_allocated")
     for r in results["runs"]:
-        if r.get("impl") != "loraplan" or "peak_gib" not in r:
+        if not r.get("impl", "").startswith("loraplan") or "peak_gib" not in r:
             continue
         plan = loraplan.compile(loraplan_config(arch, r["adapter"], r["dropout"], r["gc"], r["compiled"]),
                                 architecture=spec)

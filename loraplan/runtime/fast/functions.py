@@ -67,18 +67,21 @@ class FusedLoraLinear(torch.autograd.Function):
     the accumulator in its epilogue. `ops` computes the rank-r products (torch_ops or triton_ops);
     `copies` is (A, s B) in x's dtype when the caller made them already (else made here).
     `p` > 0 applies LoRA dropout to the low-rank input, its mask drawn again in backward (dropout.py).
+    `dequant` turns a packed 4-bit `weight` into the compute dtype, in forward and again in
+    backward, so no dequantised weight is kept between them (nf4.py).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, p=0.0):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, p=0.0,
+                dequant=None):  # fmt: skip
         x2 = _flat(x)
         a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
         x_low, drop = dropout.draw(x2, p) if p > 0 else (x2, None)
         xa = ops.down(x_low, a)
         out = torch.mm(xa, bs.t()) if bias is None else torch.addmm(bias, xa, bs.t())
-        out.addmm_(x2, weight.t())
+        out.addmm_(x2, (weight if dequant is None else dequant(weight)).t())
         ctx.save_for_backward(x2, xa, weight, a, bs)
-        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop = scaling, ops, x.shape, drop
+        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop, ctx.dequant = scaling, ops, x.shape, drop, dequant
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
@@ -86,6 +89,8 @@ class FusedLoraLinear(torch.autograd.Function):
     def backward(ctx, grad_out):
         x2, xa, weight, a, bs = ctx.saved_tensors
         ops, s = ctx.ops, ctx.scaling
+        if ctx.dequant is not None and ctx.needs_input_grad[0]:  # a 4-bit weight: dequantised again
+            weight = ctx.dequant(weight)
         g = _as(_flat(grad_out), x2.dtype)
         gs = ops.down(g, bs.t())  # s (g B): N x r
         x_low, masked = dropout.again(x2, ctx.drop)  # the forward's mask, drawn again
@@ -99,7 +104,7 @@ class FusedLoraLinear(torch.autograd.Function):
                 grad_x = torch.mm(gs, a).addmm_(g, weight).view(ctx.x_shape)
         grad_a = ops.reduce(gs, x_low, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
         grad_b = ops.reduce(xa, g, s, transpose=True, dtype=ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_a, grad_b, None, None, None, None
+        return grad_x, None, None, grad_a, grad_b, None, None, None, None, None
 
 
 class LoraAddInto(torch.autograd.Function):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
-from loraplan.runtime.fast import torch_ops
+from loraplan.runtime.fast import nf4, torch_ops
 from loraplan.runtime.fast.dropout import active_p, supported
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
 from loraplan.runtime.fast.grouped import SharedInputGroup
@@ -24,6 +24,7 @@ from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stac
 _SUBCLASSES: dict[type, type] = {}
 MODES = ("auto", "merged", "activation")
 KERNELS = ("torch", "triton")
+FOUR_BIT = ("layer", "direct")
 _TRITON: list = []  # [module or None], filled on first use
 
 
@@ -173,6 +174,9 @@ class _FastForward:
         if merged:
             bias = None if bias is None else bias.to(x.dtype)
             return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit, ops)
+        if getattr(self, "_loraplan_4bit", "layer") == "direct" and x.is_cuda:  # one function (nf4.py)
+            bias = None if bias is None else _as_dtype(bias, x.dtype)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, p, nf4.dequantize)
         # bitsandbytes' own layer, the low-rank term added into its output. Dequantising here
         # instead, through bitsandbytes.functional, took 187 ms a step against 144 ms (H200,
         # docs/benchmarks.md): its Python per call costs more than the layer's own.
@@ -180,6 +184,10 @@ class _FastForward:
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
         return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, p)
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _group_drops(group, name: str):
@@ -208,7 +216,8 @@ def _fast_class(cls: type) -> type:
 
 
 def patch_model(
-    model: nn.Module, mode: str = "auto", kernels: str = "torch", stack: bool = False, compute_dtype: bool = True
+    model: nn.Module, mode: str = "auto", kernels: str = "torch", stack: bool = False, compute_dtype: bool = True,
+    four_bit: str = "layer",
 ) -> FastPathReport:
     """Put every eligible PEFT LoRA layer of `model` on the fused path; report the rest.
 
@@ -228,6 +237,10 @@ def patch_model(
     then a view of that tensor; `unpatch_model` makes it its own again. Not the default: on two
     H200s it was 0.1-0.3 ms faster per step of the 1.1B benchmark, within the noise.
 
+    four_bit: how eager 4-bit layers run: "layer" (default) calls bitsandbytes' Linear4bit and
+    adds the low-rank term into its output; "direct" runs one fused function per layer that
+    calls bitsandbytes' dequantisation kernels itself (nf4.py), with less Python per call.
+
     compute_dtype (default True): layers that keep PEFT's forward (DoRA, lora_bias, ...) get
     their adapters in the base's 16-bit compute dtype (`compute_dtype_adapters`); False leaves them.
     """
@@ -235,18 +248,20 @@ def patch_model(
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
+    if four_bit not in FOUR_BIT:
+        raise ValueError(f"four_bit must be one of {FOUR_BIT}, not {four_bit!r}")
     report = FastPathReport()
     for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or not hasattr(module, "get_base_layer"):
             continue
         if isinstance(module, _FastForward):
-            module._loraplan_mode, module._loraplan_kernels = mode, kernels
+            module._loraplan_mode, module._loraplan_kernels, module._loraplan_4bit = mode, kernels, four_bit
             report.fast.append(name)
             continue
         reason = fallback_reason(module)
         if reason is None:
             module.__class__ = _fast_class(type(module))
-            module._loraplan_mode, module._loraplan_kernels = mode, kernels
+            module._loraplan_mode, module._loraplan_kernels, module._loraplan_4bit = mode, kernels, four_bit
             report.fast.append(name)
         else:
             report.fallback[name] = reason
