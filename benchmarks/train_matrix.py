@@ -254,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="start no cell after this much wall time")
     ap.add_argument("--axolotl-minutes", type=float, default=1.5, help="more time for Axolotl's runs, after")
     ap.add_argument("--no-axolotl", action="store_true")
+    ap.add_argument("--impls", default="", help="only these runs, e.g. 'frozen,loraplan,loraplan-direct'")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
@@ -292,6 +293,8 @@ def main(argv=None) -> int:
                 plan.append((impl, adapter, dropout, gc, compiled))
     if not args.no_axolotl:  # last: the attention patch changes the class for every later model
         plan += [("axolotl", a, d, g, c) for a, d, g, c in cells if not c and a != "dora"]
+    if args.impls:
+        plan = [run for run in plan if run[0] in args.impls.split(",")]
     for impl, adapter, dropout, gc, compiled in plan:
         limit = args.minutes + (args.axolotl_minutes if impl == "axolotl" else 0)
         if time.time() - t0 > limit * 60:
