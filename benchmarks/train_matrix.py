@@ -6,7 +6,10 @@ config, loraplan/compiler/catalog/configs/Qwen--Qwen2.5-0.5B.json: q/k/v biases,
 vocabulary, hidden 896, 24 layers; batch 4 x 2048). Random weights, bf16, SDPA, AdamW, LoRA r16
 alpha 32 all-linear, every model in train mode. Each cell runs the frozen base (the limit, same
 checkpointing and compile), PEFT with bf16 adapters, loraplan (`loraplan.apply`) and, last in the
-process because its attention patch is global, Axolotl 0.19.0's LoRA kernels. Median ms of
+process because its attention patch is global, Axolotl 0.19.0's LoRA kernels. QLoRA cells also
+run loraplan with `four_bit="layer"` (bitsandbytes' Linear4bit; the default before "direct").
+The results files of 2026-12-06 call that default run "loraplan" and the direct path
+"loraplan-direct" (it became the default after them). Median ms of
 --steps after --warmup, with the spread (max - min); --repeat reruns the QLoRA cells, which are
 host-bound and noisy. `--check` compares loraplan with PEFT's fp32-adapter reference first: logits
 and every adapter gradient, and the loss over 40 AdamW steps.
@@ -113,10 +116,10 @@ def make(impl: str, arch: str, adapter: str, dropout: float, gc: bool, compiled:
     elif impl.startswith("loraplan"):
         plan = loraplan.compile(loraplan_config(arch, adapter, dropout, gc, compiled), architecture=base)
         model = loraplan.apply(plan, base)
-        if impl == "loraplan-direct":  # 4-bit layers as one function, bitsandbytes' kernels called directly
+        if impl == "loraplan-layer":  # 4-bit layers through bitsandbytes' Linear4bit (the default before)
             from loraplan.runtime.fast import patch_model
 
-            patch_model(model, four_bit="direct")
+            patch_model(model, four_bit="layer")
     else:
         model = peft_model(base, adapter, dropout)
         if impl == "axolotl":
@@ -254,7 +257,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="start no cell after this much wall time")
     ap.add_argument("--axolotl-minutes", type=float, default=1.5, help="more time for Axolotl's runs, after")
     ap.add_argument("--no-axolotl", action="store_true")
-    ap.add_argument("--impls", default="", help="only these runs, e.g. 'frozen,loraplan,loraplan-direct'")
+    ap.add_argument("--impls", default="", help="only these runs, e.g. 'frozen,loraplan,loraplan-layer'")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
@@ -286,7 +289,7 @@ def main(argv=None) -> int:
         if (gc, compiled) not in frozen_done:
             plan.append(("frozen", "lora", 0.0, gc, compiled))
             frozen_done.add((gc, compiled))
-        impls = ("peft-bf16", "loraplan", "loraplan-direct") if adapter == "qlora" and not compiled else (
+        impls = ("peft-bf16", "loraplan", "loraplan-layer") if adapter == "qlora" and not compiled else (
             "peft-bf16", "loraplan")
         for impl in impls:
             for _ in range(args.repeat if adapter == "qlora" else 1):

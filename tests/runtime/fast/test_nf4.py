@@ -87,8 +87,8 @@ def test_direct_four_bit_layers_match_bitsandbytes_layers(dropout):
         if "lora_B" in n:
             p.data.normal_(0, 0.05)
     direct = copy.deepcopy(layer)
-    patch_model(layer)
-    patch_model(direct, four_bit="direct")
+    patch_model(layer, four_bit="layer")
+    patch_model(direct)  # the default
     ids = torch.randint(0, 97, (2, 64), device="cuda", generator=torch.Generator("cuda").manual_seed(2))
     results = []
     for model in (layer, direct):
