@@ -152,3 +152,21 @@ def test_cuda_bf16_dropout_equals_peft_bf16_with_its_own_masks():
     assert max(errs) < 3e-2, max(errs)
     _, other = _run(fast, ids, seed=12)  # other masks: far off, so the match above is the masks'
     assert max(_rel(other[n], grads_ref[n]) for n in grads_ref) > 0.1
+
+
+def test_compiled_dropout_path_equals_peft():
+    """Under torch.compile (aot_eager: eager kernels, so eager's generator) the plain-ops path is PEFT's."""
+    ref, fast = _pair()
+    patch_model(fast)
+    compiled = torch.compile(fast, backend="aot_eager")
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(4))
+    logits_ref, grads_ref = _run(ref.train(), ids)
+    fast.train()
+    fast.zero_grad(set_to_none=True)
+    torch.manual_seed(11)
+    out = compiled(input_ids=ids, labels=ids)
+    out.loss.backward()
+    assert _rel(out.logits.detach(), logits_ref) < 1e-5
+    for n, p in fast.named_parameters():
+        if p.requires_grad:
+            assert _rel(p.grad, grads_ref[n]) < 1e-4, n
