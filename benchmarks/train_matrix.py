@@ -6,7 +6,10 @@ config, loraplan/compiler/catalog/configs/Qwen--Qwen2.5-0.5B.json: q/k/v biases,
 vocabulary, hidden 896, 24 layers; batch 4 x 2048). Random weights, bf16, SDPA, AdamW, LoRA r16
 alpha 32 all-linear, every model in train mode. Each cell runs the frozen base (the limit, same
 checkpointing and compile), PEFT with bf16 adapters, loraplan (`loraplan.apply`) and, last in the
-process because its attention patch is global, Axolotl 0.19.0's LoRA kernels. Median ms of
+process because its attention patch is global, Axolotl 0.19.0's LoRA kernels. QLoRA cells also
+run loraplan with `four_bit="layer"` (bitsandbytes' Linear4bit; the default before "direct").
+The results files of 2026-12-06 call that default run "loraplan" and the direct path
+"loraplan-direct" (it became the default after them). Median ms of
 --steps after --warmup, with the spread (max - min); --repeat reruns the QLoRA cells, which are
 host-bound and noisy. `--check` compares loraplan with PEFT's fp32-adapter reference first: logits
 and every adapter gradient, and the loss over 40 AdamW steps.
@@ -110,9 +113,13 @@ def make(impl: str, arch: str, adapter: str, dropout: float, gc: bool, compiled:
     plan = None
     if impl == "frozen":
         model = ts.freeze_with_input_grads(base)
-    elif impl == "loraplan":
+    elif impl.startswith("loraplan"):
         plan = loraplan.compile(loraplan_config(arch, adapter, dropout, gc, compiled), architecture=base)
         model = loraplan.apply(plan, base)
+        if impl == "loraplan-layer":  # 4-bit layers through bitsandbytes' Linear4bit (the default before)
+            from loraplan.runtime.fast import patch_model
+
+            patch_model(model, four_bit="layer")
     else:
         model = peft_model(base, adapter, dropout)
         if impl == "axolotl":
@@ -246,9 +253,11 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2, help="runs of each QLoRA cell")
     ap.add_argument("--cells", type=int, default=len(CELLS), help="the first N cells of the priority list")
+    ap.add_argument("--select", default="", help="cells instead, e.g. 'lora,0.05,0,0;qlora,0.05,1,0'")
     ap.add_argument("--minutes", type=float, default=8.0, help="start no cell after this much wall time")
     ap.add_argument("--axolotl-minutes", type=float, default=1.5, help="more time for Axolotl's runs, after")
     ap.add_argument("--no-axolotl", action="store_true")
+    ap.add_argument("--impls", default="", help="only these runs, e.g. 'frozen,loraplan,loraplan-layer'")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
@@ -271,17 +280,24 @@ def main(argv=None) -> int:
         print(json.dumps(results["check"]), flush=True)
         save()
     cells = CELLS[: args.cells]
+    if args.select:
+        cells = [(a, float(d), bool(int(g)), bool(int(c))) for a, d, g, c in
+                 (spec.split(",") for spec in args.select.split(";"))]  # fmt: skip
     frozen_done = set()
     plan = []
     for adapter, dropout, gc, compiled in cells:
         if (gc, compiled) not in frozen_done:
             plan.append(("frozen", "lora", 0.0, gc, compiled))
             frozen_done.add((gc, compiled))
-        for impl in ("peft-bf16", "loraplan"):
+        impls = ("peft-bf16", "loraplan", "loraplan-layer") if adapter == "qlora" and not compiled else (
+            "peft-bf16", "loraplan")
+        for impl in impls:
             for _ in range(args.repeat if adapter == "qlora" else 1):
                 plan.append((impl, adapter, dropout, gc, compiled))
     if not args.no_axolotl:  # last: the attention patch changes the class for every later model
         plan += [("axolotl", a, d, g, c) for a, d, g, c in cells if not c and a != "dora"]
+    if args.impls:
+        plan = [run for run in plan if run[0] in args.impls.split(",")]
     for impl, adapter, dropout, gc, compiled in plan:
         limit = args.minutes + (args.axolotl_minutes if impl == "axolotl" else 0)
         if time.time() - t0 > limit * 60:
@@ -292,6 +308,29 @@ def main(argv=None) -> int:
         save()
     save()
     print_table(results)
+    return 0
+
+
+def reestimate(path: str) -> int:
+    """The plan's estimate for every loraplan row of a results file, recomputed on the CPU (no torch)."""
+    import loraplan
+    from loraplan.compiler.sources.from_config import from_config_json
+
+    results = json.loads(Path(path).read_text())
+    arch = results["arch"]
+    if arch == "llama-1.1b":
+        data = {**ts.MODEL, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}
+    else:
+        data = json.loads((CATALOG / ARCHS[arch]["config"]).read_text())
+    spec = from_config_json(data)
+    print(f"{results['device']} {arch}: estimate against max_memory_allocated")
+    for r in results["runs"]:
+        if not r.get("impl", "").startswith("loraplan") or "peak_gib" not in r:
+            continue
+        plan = loraplan.compile(loraplan_config(arch, r["adapter"], r["dropout"], r["gc"], r["compiled"]),
+                                architecture=spec)
+        est = plan.memory.peak_allocated_bytes / GIB
+        print(f"{r['run'][:44]:44} peak {r['peak_gib']:6.2f}  estimate {est:6.2f}  {est / r['peak_gib'] - 1:+7.1%}")
     return 0
 
 
@@ -314,4 +353,6 @@ def print_table(results: dict) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--estimate"]:
+        raise SystemExit(reestimate(sys.argv[2]))
     raise SystemExit(main())

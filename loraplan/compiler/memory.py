@@ -145,20 +145,33 @@ def adapter_input_bytes(modules: list[Injection], dtype_bytes: int) -> float:
 
     dL/dA needs each adapted module's input. On loraplan's fused path that is the input itself,
     in the compute dtype, once per group of siblings reading the same tensor (q/k/v, gate/up).
-    PEFT's own layer (the fallback) casts the input to the float32 adapters and keeps that copy
-    per module, plus the dropout mask when lora_dropout > 0.
+    PEFT's own layer (the fallback) casts the input to float32 adapters and keeps that copy per
+    module, plus the dropout mask when lora_dropout > 0. In a 16-bit model the fast path gives
+    fallback layers adapters in the compute dtype (runtime/fast/patch.py), so their input is not
+    cast: one copy per group as above, plus PEFT's dropped input and mask per module, and for
+    DoRA the base and low-rank outputs that the magnitude's gradient needs (2 x out per module;
+    measured on an H100, DoRA's estimate was -15 % without them, docs/benchmarks.md).
     """
     fused: dict[tuple[str, str], int] = {}
     total = 0.0
     for i in modules:
         if i.kind == "parameter":
             continue
-        if i.fast_path:
+        if i.fast_path or dtype_bytes < ADAPTER_BYTES:
             key = _input_key(i.module)
             fused[key] = max(fused.get(key, 0), i.in_features)
+            if not i.fast_path:  # PEFT's layer, adapters in the compute dtype
+                total += i.in_features * (dtype_bytes + 1) if i.dropout > 0 else 0
+                total += 2 * i.out_features * dtype_bytes if i.use_dora else 0
+                total += i.r * dtype_bytes
         else:
             total += i.in_features * (ADAPTER_BYTES + (1 if i.dropout > 0 else 0)) + i.r * ADAPTER_BYTES
     return total + sum(fused.values()) * dtype_bytes + sum(i.r for i in modules if i.fast_path) * dtype_bytes
+
+
+# Bytes per token and vocabulary entry at the loss. 14 eager: a 151,936-entry vocabulary (Qwen2.5,
+# H100, docs/benchmarks.md) peaked 4.3 GiB above the 10 counted before, with checkpointing.
+LOGIT_BYTES, LOGIT_BYTES_COMPILED = 14, 10
 
 
 def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dtype_bytes: int) -> tuple[int, int]:
@@ -173,8 +186,13 @@ def _activations(config: Any, dims: dict[str, int], modules: list[Injection], dt
     per_layer = tokens * (frozen + adapter_input_bytes(modules, dtype_bytes) / layers)
     if t.attn_implementation == "eager":
         per_layer += t.micro_batch_size * dims["heads"] * t.sequence_len**2 * dtype_bytes * 2
-    acts = tokens * h * dtype_bytes * layers + per_layer if t.gradient_checkpointing else per_layer * layers
-    logits = tokens * dims["vocab"] * 10
+    # the loss: model-dtype logits, float32 log-softmax output and, in its backward, two float32
+    # gradients (nll's and log-softmax's) at once; inductor fuses them under torch.compile
+    logits = tokens * dims["vocab"] * (LOGIT_BYTES_COMPILED if t.torch_compile else LOGIT_BYTES)
+    if t.gradient_checkpointing:  # the loss's backward runs before any layer is recomputed
+        acts = tokens * h * dtype_bytes * layers + max(per_layer - logits, 0)
+    else:
+        acts = per_layer * layers
     return int(acts), int(logits)
 
 
@@ -224,8 +242,13 @@ def estimate_memory(
                else "; eager attention keeps heads x seq x seq probabilities (x2)")
             + ("; gradient checkpointing: one hidden-state input per layer plus one layer recomputed"
                if t.gradient_checkpointing else "; no gradient checkpointing: every layer's activations kept"))
-        assumptions.append(f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x 10 bytes "
-                           "(model-dtype logits, float32 upcast, float32 log-softmax)")
+        assumptions.append(
+            f"logits: {t.micro_batch_size * t.sequence_len} tokens x vocab {dims['vocab']} x "
+            + (f"{LOGIT_BYTES_COMPILED} bytes (inductor fuses the float32 upcast and log-softmax)" if t.torch_compile
+               else f"{LOGIT_BYTES} bytes (model-dtype logits, float32 log-softmax, and its two float32 gradients "
+                    "in backward)")
+            + ("; with gradient checkpointing the loss's backward and a recomputed layer are not alive together, "
+               "so the larger of the two counts" if t.gradient_checkpointing else ""))
     dequant = largest_q * dtype_bytes if config.load_in_4bit else 0
     dequant += memory_bnb.int8_scratch_bytes(config.quantization, largest_q, _rows(arch, largest_q))
     assumptions.extend(memory_bnb.assumptions(config.quantization))

@@ -30,8 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from loraplan.runtime.fast import torch_ops
-from loraplan.runtime.fast.dropout import dropped
+from loraplan.runtime.fast import dropout, torch_ops
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -67,18 +66,22 @@ class FusedLoraLinear(torch.autograd.Function):
     the update costs no extra pass over the output: the large GEMM is compute-bound and reads
     the accumulator in its epilogue. `ops` computes the rank-r products (torch_ops or triton_ops);
     `copies` is (A, s B) in x's dtype when the caller made them already (else made here).
-    `drop` = (keep, seed) applies LoRA dropout to the low-rank input (dropout.py), else None.
+    `p` > 0 applies LoRA dropout to the low-rank input, its mask drawn again in backward (dropout.py).
+    `dequant` turns a packed 4-bit `weight` into the compute dtype, in forward and again in
+    backward, so no dequantised weight is kept between them (nf4.py).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, drop=None):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, p=0.0,
+                dequant=None):  # fmt: skip
         x2 = _flat(x)
         a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
-        xa = ops.down(x2, a) if drop is None else ops.down(dropped(x2, drop)[0], a, 1.0 / drop[0])
+        x_low, drop = dropout.draw(x2, p) if p > 0 else (x2, None)
+        xa = ops.down(x_low, a)
         out = torch.mm(xa, bs.t()) if bias is None else torch.addmm(bias, xa, bs.t())
-        out.addmm_(x2, weight.t())
+        out.addmm_(x2, (weight if dequant is None else dequant(weight)).t())
         ctx.save_for_backward(x2, xa, weight, a, bs)
-        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop = scaling, ops, x.shape, drop
+        ctx.scaling, ctx.ops, ctx.x_shape, ctx.drop, ctx.dequant = scaling, ops, x.shape, drop, dequant
         ctx.ab_dtypes = (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
@@ -86,21 +89,22 @@ class FusedLoraLinear(torch.autograd.Function):
     def backward(ctx, grad_out):
         x2, xa, weight, a, bs = ctx.saved_tensors
         ops, s = ctx.ops, ctx.scaling
+        if ctx.dequant is not None and ctx.needs_input_grad[0]:  # a 4-bit weight: dequantised again
+            weight = ctx.dequant(weight)
         g = _as(_flat(grad_out), x2.dtype)
         gs = ops.down(g, bs.t())  # s (g B): N x r
-        xd, m = dropped(x2, ctx.drop)  # the forward's mask, made again from its seed
-        inv = 1.0 if m is None else 1.0 / ctx.drop[0]
+        x_low, masked = dropout.again(x2, ctx.drop)  # the forward's mask, drawn again
         grad_x = None
         if ctx.needs_input_grad[0]:
-            if m is not None:  # the low-rank part goes through the mask
-                grad_x = torch.mm(gs, a * inv).mul_(m).addmm_(g, weight).view(ctx.x_shape)
+            if ctx.drop is not None:  # the low-rank part goes through the mask
+                grad_x = masked(torch.mm(gs, a)).addmm_(g, weight).view(ctx.x_shape)
             elif merged_dx_pays(g.shape[0], weight.shape[0]):  # g (W + s B A): W is smaller than dL/dx
                 grad_x = torch.mm(g, torch_ops.merge(weight, bs, a)).view(ctx.x_shape)
             else:
                 grad_x = torch.mm(gs, a).addmm_(g, weight).view(ctx.x_shape)
-        grad_a = ops.reduce(gs, xd, inv, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
+        grad_a = ops.reduce(gs, x_low, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[3] else None
         grad_b = ops.reduce(xa, g, s, transpose=True, dtype=ctx.ab_dtypes[1]) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_a, grad_b, None, None, None, None
+        return grad_x, None, None, grad_a, grad_b, None, None, None, None, None
 
 
 class LoraAddInto(torch.autograd.Function):
@@ -110,10 +114,11 @@ class LoraAddInto(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, drop=None):
+    def forward(ctx, base_out, x, lora_a, lora_b, scaling: float, ops=torch_ops, copies=None, p=0.0):
         x2 = _flat(x)
         a, bs = copies if copies is not None else adapter_copies(lora_a, lora_b, scaling, x.dtype)
-        xa = ops.down(x2, a) if drop is None else ops.down(dropped(x2, drop)[0], a, 1.0 / drop[0])
+        x_low, drop = dropout.draw(x2, p) if p > 0 else (x2, None)
+        xa = ops.down(x_low, a)
         _flat(base_out).addmm_(xa, bs.t())
         ctx.mark_dirty(base_out)
         ctx.save_for_backward(x2, xa, a, bs)
@@ -127,13 +132,9 @@ class LoraAddInto(torch.autograd.Function):
         ops, s = ctx.ops, ctx.scaling
         g = _as(_flat(grad_out), x2.dtype)
         gs = ops.down(g, bs.t())
-        xd, m = dropped(x2, ctx.drop)
-        inv = 1.0 if m is None else 1.0 / ctx.drop[0]
-        grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_x = torch.mm(gs, a) if m is None else torch.mm(gs, a * inv).mul_(m)
-            grad_x = grad_x.view(ctx.x_shape)
-        grad_a = ops.reduce(gs, xd, inv, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
+        x_low, masked = dropout.again(x2, ctx.drop)
+        grad_x = masked(torch.mm(gs, a)).view(ctx.x_shape) if ctx.needs_input_grad[1] else None
+        grad_a = ops.reduce(gs, x_low, dtype=ctx.ab_dtypes[0]) if ctx.needs_input_grad[2] else None
         grad_b = ops.reduce(xa, g, s, transpose=True, dtype=ctx.ab_dtypes[1]) if ctx.needs_input_grad[3] else None
         return grad_out, grad_x, grad_a, grad_b, None, None, None, None
 

@@ -23,8 +23,7 @@ import weakref
 
 import torch
 
-from loraplan.runtime.fast import torch_ops
-from loraplan.runtime.fast.dropout import dropped
+from loraplan.runtime.fast import dropout, torch_ops
 from loraplan.runtime.fast.functions import _as
 from loraplan.runtime.fast.stacked import StackedLoraLinear, WeightStack
 
@@ -40,9 +39,13 @@ class GroupedLoraLinear(torch.autograd.Function):
         ranks = [bs.shape[1] for bs in bs_list]
         if drops is None:
             xa = ops.down(x2, a_cat)
-        else:  # a mask per member, as PEFT's per-layer dropout modules draw (dropout.py)
-            xa = torch.cat([ops.down(x2, a) if d is None else ops.down(dropped(x2, d)[0], a, 1.0 / d[0])
-                            for a, d in zip(a_cat.split(ranks), drops)], dim=1)  # fmt: skip
+        else:  # a mask per member, drawn in the members' order, as PEFT's per-layer modules draw them
+            parts, states = [], []
+            for a, p in zip(a_cat.split(ranks), drops):
+                x_low, state = dropout.draw(x2, p) if p > 0 else (x2, None)
+                parts.append(ops.down(x_low, a))
+                states.append(state)
+            xa, drops = torch.cat(parts, dim=1), tuple(states)
         outs = []
         for w, bias, bs, part in zip(weights, biases, bs_list, xa.split(ranks, dim=1)):
             low = torch.mm(part, bs.t()) if bias is None else torch.addmm(bias, part, bs.t())
@@ -91,16 +94,15 @@ def _backward_dropped(ctx, x2, xa, a_cat, weights, flat, gs):
     parts = zip(flat, a_cat.split(ranks), gs.split(ranks, dim=1), xa.split(ranks, dim=1), ctx.scalings,
                 ctx.ab_dtypes, ctx.drops)  # fmt: skip
     for g, a, gs_i, xa_i, s, (a_dtype, b_dtype), drop in parts:
-        xd, m = dropped(x2, drop)
-        inv = 1.0 if m is None else 1.0 / drop[0]
+        x_low, masked = dropout.again(x2, drop)
         if ctx.needs_input_grad[0] and g is not None:
             if grad_x is None:
-                grad_x = torch.mm(gs_i, a * inv) if m is None else torch.mm(gs_i, a * inv).mul_(m)
-            elif m is None:
+                grad_x = masked(torch.mm(gs_i, a))
+            elif drop is None:
                 grad_x.addmm_(gs_i, a)
             else:
-                grad_x.addcmul_(torch.mm(gs_i, a), m, value=inv)
-        grad_as.append(None if g is None else ops.reduce(gs_i, xd, inv, dtype=a_dtype))
+                grad_x.add_(masked(torch.mm(gs_i, a)))
+        grad_as.append(None if g is None else ops.reduce(gs_i, x_low, dtype=a_dtype))
         grad_bs.append(None if g is None else ops.reduce(xa_i, g, s, transpose=True, dtype=b_dtype))
     if grad_x is not None:
         for g, w in zip(flat, weights):
@@ -136,7 +138,7 @@ class SharedInputGroup:
         return None
 
     def compute(self, member, x: torch.Tensor, name: str, ops, drops=None) -> torch.Tensor:
-        """Every member's output on x; drops: (keep, seed) or None per member, or None for none."""
+        """Every member's output on x; drops: each member's dropout p, or None when none drops."""
         layers = self.members
         weights, biases, a_list, b_list, scalings = [], [], [], [], []
         for layer in layers:

@@ -38,7 +38,8 @@ def _operator(name: str, doc: str):
 
 
 merge_lowrank = _operator("merge_lowrank", "w + alpha * b @ a in w's dtype (b: M x r, a: r x K, any float dtype).")
-# The same under another name, for the backward's recompute. A compiled graph deduplicates
+# The same under another name. The backward's recompute now uses a plain addmm instead (torch_ops.merge
+# says why); kept for code that calls it. A compiled graph deduplicates
 # identical calls: with one name, the backward's W + s B A is the forward's, which the graph then
 # keeps alive from forward to backward, a merged copy of every adapted weight (for a 4-bit base,
 # four times its 4-bit size). The second name makes the backward compute it afresh, as the eager

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from loraplan.compiler.memory import SHARED_INPUT_GROUPS
-from loraplan.runtime.fast import dropout as _dropout
-from loraplan.runtime.fast import torch_ops
-from loraplan.runtime.fast.dropout import active_p
+from loraplan.runtime.fast import nf4, torch_ops
+from loraplan.runtime.fast.dropout import active_p, supported
 from loraplan.runtime.fast.functions import FusedLoraLinear, LoraAddInto, MergedLoraLinear
 from loraplan.runtime.fast.grouped import SharedInputGroup
 from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stacking
@@ -25,6 +24,7 @@ from loraplan.runtime.fast.stacked import WeightStack, stack_blocker, worth_stac
 _SUBCLASSES: dict[type, type] = {}
 MODES = ("auto", "merged", "activation")
 KERNELS = ("torch", "triton")
+FOUR_BIT = ("layer", "direct")
 _TRITON: list = []  # [module or None], filled on first use
 
 
@@ -175,6 +175,8 @@ class _FastForward:
         p = active_p(self.lora_dropout[name])
         if p > 0 and torch.compiler.is_compiling():
             return _compiled_dropout(self, x, base, lora_a, lora_b, scaling, p)
+        if p > 0 and not supported(x.device):
+            return super().forward(x, *args, **kwargs)
         mode = self._loraplan_mode
         merged = p == 0 and (mode == "merged" or (mode == "auto" and torch.compiler.is_compiling()))
         if type(base) is nn.Linear:
@@ -192,30 +194,33 @@ class _FastForward:
                     return out
                 if group.enabled:
                     return group.compute(self, x, name, ops, _group_drops(group, name))
-            drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
-            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, drop)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, p)
         if x.dtype != base.compute_dtype:
             return super().forward(x, *args, **kwargs)
         ops = _ops(self, x)
         if merged:
             bias = None if bias is None else bias.to(x.dtype)
             return MergedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, _dequantize_4bit, ops)
+        if getattr(self, "_loraplan_4bit", "direct") == "direct" and x.is_cuda:  # one function (nf4.py)
+            bias = None if bias is None else _as_dtype(bias, x.dtype)
+            return FusedLoraLinear.apply(x, base.weight, bias, lora_a, lora_b, scaling, ops, None, p, nf4.dequantize)
         # bitsandbytes' own layer, the low-rank term added into its output. Dequantising here
         # instead, through bitsandbytes.functional, took 187 ms a step against 144 ms (H200,
         # docs/benchmarks.md): its Python per call costs more than the layer's own.
         out = base(x)
         if out._is_view() or not out.is_contiguous():
             out = out.clone()
-        drop = (1.0 - p, _dropout.draw_seed()) if p > 0 else None
-        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, drop)
+        return LoraAddInto.apply(out, x, lora_a, lora_b, scaling, ops, None, p)
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _group_drops(group, name: str):
-    """(keep, seed) or None for each member of a group, or None when no member drops."""
-    ps = [active_p(m.lora_dropout[name]) for m in group.members]
-    if not any(ps):
-        return None
-    return tuple((1.0 - p, _dropout.draw_seed()) if p > 0 else None for p in ps)
+    """Each member's dropout probability, or None when no member drops."""
+    ps = tuple(active_p(m.lora_dropout[name]) for m in group.members)
+    return ps if any(ps) else None
 
 
 def _compiled_dropout(layer, x, base, lora_a, lora_b, scaling, p):
@@ -238,7 +243,8 @@ def _fast_class(cls: type) -> type:
 
 
 def patch_model(
-    model: nn.Module, mode: str = "auto", kernels: str = "torch", stack: bool = False, compute_dtype: bool = True
+    model: nn.Module, mode: str = "auto", kernels: str = "torch", stack: bool = False, compute_dtype: bool = True,
+    four_bit: str = "direct",
 ) -> FastPathReport:
     """Put every eligible PEFT LoRA layer of `model` on the fused path; report the rest.
 
@@ -258,6 +264,13 @@ def patch_model(
     then a view of that tensor; `unpatch_model` makes it its own again. Not the default: on two
     H200s it was 0.1-0.3 ms faster per step of the 1.1B benchmark, within the noise.
 
+    four_bit: how eager 4-bit layers on CUDA run: "direct" (default) runs one fused function per
+    layer that calls bitsandbytes' dequantisation kernels itself (nf4.py), with less Python per
+    call; "layer" calls bitsandbytes' Linear4bit and adds the low-rank term into its output. In
+    one process on an H100 (QLoRA nf4, dropout 0.05, checkpointing) "direct" took 309.8 ms against
+    376.4 (Llama 1.1B) and 496.8 against 550.5 (Qwen2.5-0.5B), host-bound steps with spreads of
+    94-189 ms (docs/benchmarks.md).
+
     compute_dtype (default True): layers that keep PEFT's forward (DoRA, lora_bias, ...) get
     their adapters in the base's 16-bit compute dtype (`compute_dtype_adapters`); False leaves them.
     """
@@ -265,18 +278,20 @@ def patch_model(
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
+    if four_bit not in FOUR_BIT:
+        raise ValueError(f"four_bit must be one of {FOUR_BIT}, not {four_bit!r}")
     report = FastPathReport()
     for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or not hasattr(module, "get_base_layer"):
             continue
         if isinstance(module, _FastForward):
-            module._loraplan_mode, module._loraplan_kernels = mode, kernels
+            module._loraplan_mode, module._loraplan_kernels, module._loraplan_4bit = mode, kernels, four_bit
             report.fast.append(name)
             continue
         reason = fallback_reason(module)
         if reason is None:
             module.__class__ = _fast_class(type(module))
-            module._loraplan_mode, module._loraplan_kernels = mode, kernels
+            module._loraplan_mode, module._loraplan_kernels, module._loraplan_4bit = mode, kernels, four_bit
             report.fast.append(name)
         else:
             report.fallback[name] = reason
@@ -301,7 +316,9 @@ def _group_siblings(model: nn.Module, stack: bool) -> None:
         linear = {n: c for n, c in children.items() if type(c.get_base_layer()) is nn.Linear}
         units = []
         for names in SHARED_INPUT_GROUPS:
-            members = [linear[n] for n in sorted(names) if n in linear]
+            # in the parent's order (q, k, v; gate, up), which is the order the model calls them in
+            # and so the order PEFT's dropout modules draw their masks in
+            members = [c for n, c in linear.items() if n in names]
             if len(members) < 2 or len({m.get_base_layer().in_features for m in members}) != 1:
                 continue
             if len({m.get_base_layer().weight.dtype for m in members}) != 1:

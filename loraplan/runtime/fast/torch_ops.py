@@ -46,8 +46,18 @@ def reduce(s: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, transpose: bool
 def merge(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, alpha: float = 1.0, again: bool = False) -> torch.Tensor:
     """Through `loraplan::merge_lowrank` (Triton on CUDA where installed, addmm elsewhere).
 
-    again=True: the backward's recompute, under its own operator name (merge_op.py says why).
+    again=True: the backward's recompute, as a plain `addmm` that inductor calls from its own
+    code. It must not be the forward's call (a compiled graph would keep that result alive until
+    backward, merge_op.py), and a registered Python operator costs host time on every call: with
+    the operator in both passes, the compiled 1.1B step issued 98.7 ms of host work against 62.4
+    for PEFT's and ran no faster than PEFT (H100, docs/benchmarks.md).
     """
-    from loraplan.runtime.fast.merge_op import merge_lowrank, merge_lowrank_again
+    if again:
+        return torch.addmm(w, _as(b, w.dtype), _as(a, w.dtype), alpha=alpha)
+    from loraplan.runtime.fast.merge_op import merge_lowrank
 
-    return (merge_lowrank_again if again else merge_lowrank)(w, b, a, float(alpha))
+    return merge_lowrank(w, b, a, float(alpha))
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)

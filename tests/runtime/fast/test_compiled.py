@@ -3,8 +3,8 @@
 A compiled graph deduplicates identical calls: if the backward's W + s B A (and, for a 4-bit
 base, its dequantisation) were the same call as the forward's, the graph would keep every
 merged weight alive until backward, an extra copy of each adapted weight (four times a 4-bit
-weight). The backward calls them under another name (merge_op.merge_lowrank_again, a flat view
-of the packed bytes). This traces the partitioner inductor uses (min-cut, no code generation)
+weight). The backward calls them as other calls (a plain addmm instead of loraplan::merge_lowrank,
+a flat view of the packed bytes). This traces the partitioner inductor uses (min-cut, no code generation)
 on the CPU and lists what it saves for backward; the gradients must still be eager's.
 """
 
