@@ -186,3 +186,10 @@ def test_auto_sequence_classification_loader_gives_seq_cls():
     plan = compile_plan(result.config, source=result.source)
     assert plan.model_class == "LlamaForSequenceClassification"
     assert plan.peft_config["task_type"] == "SEQ_CLS" and plan.modules_to_save == ["score"]
+
+
+def test_tree_renames_that_no_adapter_sees_are_not_reported():
+    # Axolotl's transformers names Gemma's act_fn GELUActivation (5.23.0: GELUTanh): nothing to say
+    text = "base_model: google/gemma-7b\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
+    _, diags = _plan(load_text(text, "a.yml", dialect="axolotl"))
+    assert not [d for d in diags if d.code == "LP408"]
