@@ -29,8 +29,8 @@ CORPUS = DATA / "axolotl-examples"
 GOLDENS = Path(os.environ.get("LORAPLAN_AXOLOTL_GOLDENS", DATA / "axolotl-goldens"))
 
 
-# Configs Axolotl stops on for a cause outside loraplan's domain (training keys), or because of the
-# oracle's own set-up; each is checked against Axolotl's message, so a change there shows here.
+# Configs Axolotl stops on for a cause outside loraplan's domain (training and distributed keys);
+# each is checked against Axolotl's message, so a change there shows here.
 NOT_LORAPLANS = {
     "archived/falcon/config-7b-qlora.yml": "`early_stopping_patience` requires save_steps and eval_steps",
     "archived/xgen-7b/xgen-7b-8k-qlora.yml": "`early_stopping_patience` requires save_steps and eval_steps",
@@ -41,15 +41,6 @@ NOT_LORAPLANS = {
     # `output_dir:` left empty: Axolotl's schema wants a string there (a training key, not an adapter one)
     "mistral-medium-3_5/qlora-text.yml": "output_dir\n  Input should be a valid string",
     "mistral-medium-3_5/qlora-vision.yml": "output_dir\n  Input should be a valid string",
-    # the oracle's environment: packages Axolotl needs for these (mistral-common, scipy, Mamba2 kernels,
-    # ring-flash-attn) are not installed there; loraplan plans the adapter as Axolotl would build it
-    "nemotron-h/120b-a12b-qlora.yaml": "Nemotron-H sample packing / context parallelism requires Mamba2 kernels",
-    "nemotron-h/nano-30b-a3b-qlora.yaml": "Nemotron-H sample packing / context parallelism requires Mamba2 kernels",
-    "nemotron-h/nano-30b-a3b-qlora-cp.yaml": "context_parallel_size > 1 but ring_flash_attn is not installed",
-    "devstral/devstral-small-qlora.yml": "mistral-common is required for mistral models",
-    "llama-2/loftq.yml": "The required package 'scipy' is not installed",
-    # the oracle builds the GPTQ checkpoint from Llama-2's config, which has no GPTQ quantization_config
-    "llama-2/gptq-lora.yml": "model_config.quantization_config is not set or quant_method is not set to gptq",
 }
 
 
