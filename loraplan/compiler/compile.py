@@ -111,6 +111,7 @@ def compile_plan(
         memory=estimate_memory(config, arch, totals, modules, params),
         diagnostics=sort_diagnostics(diagnostics),
         peft_config=peft_config(config),
+        module_tree=axolotl.module_tree(arch, notes),
     )
 
 

@@ -91,6 +91,7 @@ class Plan:
     diagnostics: list[Diagnostic]
     peft_config: dict[str, Any]  # the LoraConfig kwargs that select exactly this plan
     format_version: int = PLAN_FORMAT_VERSION
+    module_tree: str | None = None  # which transformers built the module tree (and what patched it)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,6 +120,7 @@ class Plan:
             diagnostics=[Diagnostic.from_dict(d) for d in data["diagnostics"]],
             peft_config=data["peft_config"],
             format_version=data.get("format_version", PLAN_FORMAT_VERSION),
+            module_tree=data.get("module_tree"),
         )
 
     @classmethod

@@ -128,6 +128,7 @@ def render_markdown(
                 ["", ""],
                 [
                     ["architecture", arch],
+                    *([["module tree", plan.module_tree]] if getattr(plan, "module_tree", None) else []),
                     ["architecture fingerprint", code(plan.architecture_fingerprint)],
                     ["plan fingerprint", code(plan.fingerprint)],
                 ],

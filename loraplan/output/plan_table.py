@@ -128,6 +128,8 @@ def _header(plan: Any, title: str | None, color: bool) -> list[str]:
         ["arch fingerprint", plan.architecture_fingerprint],
         ["plan fingerprint", plan.fingerprint],
     ]
+    if getattr(plan, "module_tree", None):
+        cells.insert(1, ["module tree", plan.module_tree])
     return [_heading("Plan", title or "", color), *align(cells)]
 
 
