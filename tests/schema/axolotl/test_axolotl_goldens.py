@@ -3,9 +3,9 @@
 The goldens are recorded by tools/axolotl_oracle (branch axolotl-oracle) from Axolotl's own
 `load_lora` and PEFT's `get_peft_model` on meta-device models; they live in
 tests/schema/data/axolotl-goldens/ (GOLDENS.md gives the format). For each config with a golden:
-- status ok: loraplan plans it, with the same adapted modules and parameters, the same r, alpha
-  and scaling for each, the same trainable count, and the same total (a golden recorded without
-  quantising on meta is compared with the unquantised base's total);
+- status ok: loraplan plans it, with the same adapted modules and parameters, the same r, alpha,
+  scaling and dropout for each, the same modules_to_save, the same trainable count, and the same
+  total (a golden recorded without quantising on meta is compared with the unquantised base's);
 - status axolotl_error: loraplan reports an error for it (Axolotl stops, loraplan says why);
 - status unresolved: the oracle could not build the model offline; loraplan must not claim a
   plan that differs from nothing: it either cannot resolve it offline either, or it is listed
@@ -91,6 +91,11 @@ def compare(golden: dict) -> list[str]:
                 out.append(f"{name}: r/alpha/scaling {i.r}/{i.lora_alpha}/{i.scaling} vs "
                            f"{g['r']}/{g['alpha']}/{g['scaling']}")
                 break
+            if g.get("dropout") is not None and pytest.approx(i.dropout) != g["dropout"]:
+                out.append(f"{name}: dropout {i.dropout} vs {g['dropout']}")  # Axolotl's ParamWrapper patch
+                break
+    if sorted(plan.modules_to_save) != sorted(golden.get("modules_to_save", [])):
+        out.append(f"modules_to_save {plan.modules_to_save} vs {golden.get('modules_to_save')}")
     if plan.totals.trainable_params != golden["trainable"]:
         out.append(f"trainable {plan.totals.trainable_params:,} vs {golden['trainable']:,}")
     total = plan.totals.total_params
