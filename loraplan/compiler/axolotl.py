@@ -156,6 +156,16 @@ def _at(diag: Diagnostic, source: SourceDoc | None, path: tuple) -> Diagnostic:
     return diag.at(span, source.file) if span is not None and source is not None else diag
 
 
+def module_tree(arch: Architecture, notes: list[Diagnostic]) -> str | None:
+    """Which transformers version the plan's module tree comes from, for the plan's header."""
+    if not arch.transformers_version:
+        return None
+    text = f"transformers {arch.transformers_version}"
+    if any(d.code == "LP408" for d in notes):
+        text += f", with the modules Axolotl's pinned transformers {pinned_transformers()} builds differently (LP408)"
+    return text
+
+
 def _dropout_patched(config: Config, res: Resolution) -> bool:
     """load_lora applies the ParamWrapper patch: dropout set and parameters from PEFT's conversion."""
     return bool(config.lora.lora_dropout) and not config.lora.target_parameters and bool(res.parameters)

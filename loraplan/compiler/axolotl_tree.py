@@ -22,6 +22,7 @@ from typing import Any
 from loraplan.compiler.architecture import Architecture
 
 DATA = Path(__file__).with_name("catalog") / "axolotl-trees.json"
+_WRAPPABLE = ("Embedding", "Conv1D", "Conv1d", "Conv2d", "Conv3d", "MultiheadAttention")
 
 
 @cache
@@ -54,7 +55,14 @@ def differences(arch: Architecture) -> list[dict[str, Any]]:
     entry = lookup(arch.name)
     if entry is None:
         return []
-    return _data()["trees"].get(entry.config_file, {}).get(arch.model_class, [])
+    found = _data()["trees"].get(entry.config_file, {}).get(arch.model_class, [])
+    return [d for d in found if _matters(d)]
+
+
+def _matters(diff: dict[str, Any]) -> bool:
+    """A class change LoRA can see: one side is named a Linear (find_all_linear_names' test) or is a
+    module type LoRA wraps. A renamed activation or rotary embedding changes nothing an adapter touches."""
+    return any("Linear" in diff[side] or diff[side] in _WRAPPABLE for side in ("axolotl", "manifest"))
 
 
 def _regex(pattern: str) -> re.Pattern[str]:

@@ -170,6 +170,7 @@ def compile_plan(
         memory=memory,
         diagnostics=sort_diagnostics(diagnostics),
         peft_config=peft_config(config),
+        module_tree=axolotl.module_tree(arch, notes),
     )
 
 

@@ -99,6 +99,7 @@ class Plan:
     peft_config: dict[str, Any]  # the LoraConfig kwargs that select exactly this plan
     format_version: int = PLAN_FORMAT_VERSION
     architecture_source: dict[str, Any] = field(default_factory=dict)  # where the architecture came from
+    module_tree: str | None = None  # which transformers built the module tree (and what patched it)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,6 +130,7 @@ class Plan:
             peft_config=data["peft_config"],
             format_version=data.get("format_version", PLAN_FORMAT_VERSION),
             architecture_source=dict(data.get("architecture_source") or {}),
+            module_tree=data.get("module_tree"),
         )
 
     @classmethod

@@ -143,6 +143,7 @@ def render_markdown(
                 [
                     ["architecture", arch],
                     *_source_rows(plan),
+                    *([["module tree", plan.module_tree]] if getattr(plan, "module_tree", None) else []),
                     ["architecture fingerprint", code(plan.architecture_fingerprint)],
                     ["plan fingerprint", code(plan.fingerprint)],
                 ],

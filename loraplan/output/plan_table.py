@@ -142,6 +142,8 @@ def _header(plan: Any, title: str | None, color: bool) -> list[str]:
         ["arch fingerprint", plan.architecture_fingerprint],
         ["plan fingerprint", plan.fingerprint],
     ]
+    if getattr(plan, "module_tree", None):
+        cells.insert(2, ["module tree", plan.module_tree])
     stored = stored_text(getattr(plan, "architecture_source", None))
     if stored:
         cells.insert(2, ["weights", stored])

@@ -15,6 +15,7 @@ from loraplan.compiler.architecture import Architecture, ModuleInfo
 from loraplan.compiler.axolotl import linear_names, task_type
 from loraplan.compiler.catalog import load_catalog_architecture, lookup
 from loraplan.compiler.compile import check_loaded
+from loraplan.compiler.plan import Plan
 from loraplan.schema.load import load_file, load_text
 
 CORPUS = Path(__file__).resolve().parents[1] / "schema" / "data" / "axolotl-examples"
@@ -116,10 +117,12 @@ def test_jamba_router_is_linear_under_axolotls_transformers():
     assert "router" in plan.peft_config["target_modules"]
     (note,) = [d for d in diags if d.code == "LP408"]
     assert "5.16.1" in note.message and "5.23.0" in note.message and note.line == 1
+    assert plan.module_tree.startswith("transformers 5.23.0, with") and "5.16.1" in plan.module_tree
+    assert Plan.from_json(plan.to_json()).module_tree == plan.module_tree
     native = load_text("base_model: ai21labs/Jamba-v0.1\nlora:\n  target_modules: all-linear\n", "n.yml")
     plan, diags = _plan(native)
     assert not any(i.module.endswith(".router") for i in plan.injections)  # the catalog's own tree
-    assert not [d for d in diags if d.code == "LP408"]
+    assert not [d for d in diags if d.code == "LP408"] and plan.module_tree == "transformers 5.23.0"
 
 
 def test_quantize_moe_experts_quantises_the_fused_experts_in_the_estimate():
@@ -186,3 +189,10 @@ def test_auto_sequence_classification_loader_gives_seq_cls():
     plan = compile_plan(result.config, source=result.source)
     assert plan.model_class == "LlamaForSequenceClassification"
     assert plan.peft_config["task_type"] == "SEQ_CLS" and plan.modules_to_save == ["score"]
+
+
+def test_tree_renames_that_no_adapter_sees_are_not_reported():
+    # Axolotl's transformers names Gemma's act_fn GELUActivation (5.23.0: GELUTanh): nothing to say
+    text = "base_model: google/gemma-7b\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
+    _, diags = _plan(load_text(text, "a.yml", dialect="axolotl"))
+    assert not [d for d in diags if d.code == "LP408"]

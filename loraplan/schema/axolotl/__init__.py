@@ -103,10 +103,9 @@ _AXOLOTL_HINTS = {"LP301": "add `load_in_4bit: true`, or use `adapter: lora`"}
 def reword(diagnostics: list[Diagnostic], labels: dict[tuple, str] | None = None) -> list[Diagnostic]:
     """Native rule findings in Axolotl's words (key names and hints).
 
-    With `lora_target_linear`, Axolotl passes PEFT the list of linear-layer names, not the string
-    'all-linear', so PEFT accepts a layer filter there: the native LP304 for 'all-linear' is dropped.
+    (With `lora_target_linear` the translation passes a list of names, as Axolotl does, so PEFT's
+    refusal of a layer filter on a string target cannot arise there.)
     """
-    from_linear = (labels or {}).get(("lora", "target_modules")) == "lora_target_linear"
 
     def sub(text: str | None) -> str | None:
         return _NAME_RE.sub(lambda m: _AXOLOTL_NAMES[m.group(1)], text) if text else text
@@ -114,5 +113,4 @@ def reword(diagnostics: list[Diagnostic], labels: dict[tuple, str] | None = None
     return [
         replace(d, message=sub(d.message) or d.message, hint=_AXOLOTL_HINTS.get(d.code) or sub(d.hint))
         for d in diagnostics
-        if not (from_linear and d.code == "LP304")
     ]

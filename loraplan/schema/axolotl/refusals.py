@@ -91,6 +91,6 @@ def _dropped(t: Tree) -> None:
                      (key,), hint=f"remove `{key}`")
     peft = t.raw("peft")
     if isinstance(peft, dict):
-        for key in PEFT_BLOCK_DROPPED & set(peft):
+        for key in [k for k in peft if k in PEFT_BLOCK_DROPPED]:  # in the file's order
             t.report("LP410", "warning", f"Axolotl {VERSION} ignores this key: its `peft:` block keeps only "
                      f"loftq_config, so `peft.{key}` has no effect", ("peft", key), hint=f"remove `peft.{key}`")
