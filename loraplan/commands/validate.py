@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 _plan, found = check(result, arch_override=args.arch, offline_only=True)
                 diagnostics.extend(found)
         except Exception as exc:
-            print(f"loraplan: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"loraplan: internal error on {path!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
             internal_error = True
             diagnostics.append(internal_error_finding(path, exc))
 

@@ -268,3 +268,13 @@ class TestDiffOnMalformedPlans:
         code, _, err = run("diff", str(plan_json), "/dev/zero")
         assert code == 2
         assert "internal error" not in err
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_plan_title_escapes_control_characters(run, tmp_path, fmt):
+    path = tmp_path / "p\x1b]0;x\x07.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    code, out, _ = run("plan", "--format", fmt, str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "p\\x1b]0;x\\x07.yaml" in out
