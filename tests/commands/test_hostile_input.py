@@ -278,3 +278,13 @@ def test_plan_title_escapes_control_characters(run, tmp_path, fmt):
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
     assert "p\\x1b]0;x\\x07.yaml" in out
+
+
+def test_diff_labels_escape_control_characters(run, tmp_path):
+    a = tmp_path / "a\x1b[2J.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(GOOD, encoding="utf-8")
+    b.write_text(GOOD.replace("r: 8", "r: 16"), encoding="utf-8")
+    code, out, _ = run("diff", str(a), str(b))
+    assert code == 1
+    assert "\x1b" not in out and "a\\x1b[2J.yaml" in out
