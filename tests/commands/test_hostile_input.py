@@ -288,3 +288,10 @@ def test_diff_labels_escape_control_characters(run, tmp_path):
     code, out, _ = run("diff", str(a), str(b))
     assert code == 1
     assert "\x1b" not in out and "a\\x1b[2J.yaml" in out
+
+
+def test_compile_with_an_object_that_is_no_model_raises_loraplans_error(write):
+    config = loraplan.load_config(write("ok.yaml", GOOD))
+    with pytest.raises(loraplan.LoraplanError) as info:
+        loraplan.compile(config, architecture=42)
+    assert info.value.__cause__ is not None
