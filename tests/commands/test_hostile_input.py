@@ -222,19 +222,20 @@ class TestUntrustedNamesInOutput:
         assert b"LP204" in proc.stdout
 
 
+@pytest.fixture(scope="module")
+def plan_json(tmp_path_factory):
+    from loraplan.commands.plan import compile_file
+
+    folder = tmp_path_factory.mktemp("plans")
+    config = folder / "c.yaml"
+    config.write_text(GOOD, encoding="utf-8")
+    plan, _, _ = compile_file(str(config), "auto", None, False)
+    path = folder / "p.json"
+    path.write_text(plan.to_json(), encoding="utf-8")
+    return path
+
+
 class TestDiffOnMalformedPlans:
-    @pytest.fixture(scope="class")
-    def plan_json(self, tmp_path_factory):
-        from loraplan.commands.plan import compile_file
-
-        folder = tmp_path_factory.mktemp("plans")
-        config = folder / "c.yaml"
-        config.write_text(GOOD, encoding="utf-8")
-        plan, _, _ = compile_file(str(config), "auto", None, False)
-        path = folder / "p.json"
-        path.write_text(plan.to_json(), encoding="utf-8")
-        return path
-
     @pytest.mark.parametrize(
         "mutate",
         [
