@@ -23,8 +23,8 @@ def load_config(path: str, dialect: str = "auto") -> Config:
 
     try:
         result = load_file(path, dialect=dialect)  # type: ignore[arg-type]
-    except (OSError, ValueError, TypeError, RecursionError, MemoryError) as exc:
-        raise _internal(ConfigError, path, exc) from exc
+    except Exception as exc:  # unreadable in a way the loader did not foresee: still loraplan's error
+        raise _internal(ConfigError, str(path), exc) from exc
     if not result.ok:
         raise ConfigError(f"{path}: config has errors", result.diagnostics)
     assert result.config is not None
@@ -39,8 +39,8 @@ def compile(config: Config, architecture: Any = None) -> Plan:
         return compile_plan(config, architecture)
     except LoraplanError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, RecursionError, MemoryError) as exc:
-        raise _internal(ResolveError, getattr(config, "base_model", "<config>"), exc) from exc
+    except Exception as exc:  # the cause stays chained (`raise ... from`): nothing is hidden
+        raise _internal(ResolveError, str(getattr(config, "base_model", "<config>")), exc) from exc
 
 
 def _internal(kind: type[LoraplanError], what: str, exc: BaseException) -> LoraplanError:

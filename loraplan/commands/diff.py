@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     except _Unusable:
         return EXIT_USAGE
     try:
-        d = compare(a, b, args.a, args.b)
+        from loraplan.output.diagnostics import printable
+
+        d = compare(a, b, printable(args.a), printable(args.b))  # labels are file names: no raw controls
         if args.format == "json":
             text = render_json(d)
         else:

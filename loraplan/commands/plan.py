@@ -78,7 +78,7 @@ def compile_file(path: str, dialect: str, arch: str | None, strict: bool) -> tup
 def document(plan: Any, diagnostics: list[Any], path: str, fmt: str, *, color: bool, ascii_only: bool) -> str:
     """The text to print: the plan in `fmt`, or the findings alone when no plan was made."""
     from loraplan.commands.validate import read_text_quietly
-    from loraplan.output.diagnostics import render
+    from loraplan.output.diagnostics import printable, render
 
     sources = {path: read_text_quietly(path)} if fmt != "json" else {}
     if plan is None:
@@ -86,17 +86,17 @@ def document(plan: Any, diagnostics: list[Any], path: str, fmt: str, *, color: b
             return render(diagnostics, "json", files=[path])
         text = render(diagnostics, "text", sources, files=[path], color=color and fmt == "table")
         if fmt == "markdown":
-            return f"# Plan: `{path}`\n\nNo plan: the config has errors.\n\n```text\n{text.rstrip()}\n```\n"
+            return f"# Plan: `{printable(path)}`\n\nNo plan: the config has errors.\n\n```text\n{text.rstrip()}\n```\n"
         return text
     if fmt == "json":
         return plan.to_json() + "\n"
     if fmt == "markdown":
         from loraplan.output.plan_markdown import render_markdown
 
-        return render_markdown(plan, title=path, sources=sources, files=[path])
+        return render_markdown(plan, title=printable(path), sources=sources, files=[path])
     from loraplan.output.plan_table import render_table
 
-    return render_table(plan, title=path, sources=sources, files=[path], color=color, ascii_only=ascii_only)
+    return render_table(plan, title=printable(path), sources=sources, files=[path], color=color, ascii_only=ascii_only)
 
 
 def run(args: argparse.Namespace) -> int:

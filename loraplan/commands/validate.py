@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                                      network=getattr(args, "online", False))
                 diagnostics.extend(found)
         except Exception as exc:
-            print(f"loraplan: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"loraplan: internal error on {path!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
             internal_error = True
             diagnostics.append(internal_error_finding(path, exc))
 

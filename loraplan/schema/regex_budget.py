@@ -6,7 +6,8 @@ But `re` backtracks: `(.+)+x` against a 40-character module name runs for hours,
 groups overflow the parser's recursion. So, with the semantics left exactly `re`'s:
 
 - `compile_user` turns every way `re.compile` can fail (re.error, RecursionError, OverflowError)
-  into `re.error`, so the schema reports it as an invalid regex at its place;
+  into `re.error`, so the schema reports it as an invalid regex at its place; groups nested more
+  than MAX_GROUP_DEPTH deep are refused before `re` sees them, whatever the recursion limit;
 - `match` runs `re` under a budget of CPU-bound seconds per pattern (all its calls together). In
   the main thread of a POSIX process a periodic SIGALRM checks the running call (`re`'s engine
   polls for signals while it backtracks, so the check interrupts it); a pattern over its budget
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+MAX_GROUP_DEPTH = 100  # real target patterns nest a few levels; re's own limit depends on the recursion limit
 BUDGET_SECONDS = 2.0  # per pattern; a real pattern over the largest catalog architecture needs ~0.1 s
 _TICK = 0.05
 
@@ -48,7 +50,9 @@ class RegexBudgetError(Exception):
         self.reason = reason
 
 
-class _State:
+class _State(threading.local):
+    """Per thread: a worker thread's compile never shares accounts with the main thread's guard."""
+
     def __init__(self) -> None:
         self.current: str | None = None  # the user pattern being matched now
         self.started = 0.0
@@ -67,6 +71,8 @@ def compile_user(pattern: str) -> re.Pattern[str]:
     cached = _cache.get(pattern)
     if cached is not None:
         return cached
+    if _group_depth(pattern) > MAX_GROUP_DEPTH:
+        raise re.error(f"pattern nested too deeply to compile (more than {MAX_GROUP_DEPTH} levels of groups)")
     try:
         compiled = re.compile(pattern)
     except re.error:
@@ -79,6 +85,33 @@ def compile_user(pattern: str) -> re.Pattern[str]:
         _cache.clear()
     _cache[pattern] = compiled
     return compiled
+
+
+def _group_depth(pattern: str) -> int:
+    """How deep `(` groups nest (escapes and character classes skipped): re's parser recurses once
+    per level, so the outcome would otherwise hang on the interpreter's recursion limit, which
+    other libraries raise (and past which the C stack overflows)."""
+    depth = deepest = 0
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]" or pattern[i + 1 : i + 3] == "^]":  # `[]...]`, `[^]...]`
+                i += 2 if pattern[i + 1] == "]" else 3
+                continue
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
 
 
 def _explosive(pattern: str) -> bool:

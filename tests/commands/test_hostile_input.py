@@ -222,19 +222,20 @@ class TestUntrustedNamesInOutput:
         assert b"LP204" in proc.stdout
 
 
+@pytest.fixture(scope="module")
+def plan_json(tmp_path_factory):
+    from loraplan.commands.plan import compile_file
+
+    folder = tmp_path_factory.mktemp("plans")
+    config = folder / "c.yaml"
+    config.write_text(GOOD, encoding="utf-8")
+    plan, _, _ = compile_file(str(config), "auto", None, False)
+    path = folder / "p.json"
+    path.write_text(plan.to_json(), encoding="utf-8")
+    return path
+
+
 class TestDiffOnMalformedPlans:
-    @pytest.fixture(scope="class")
-    def plan_json(self, tmp_path_factory):
-        from loraplan.commands.plan import compile_file
-
-        folder = tmp_path_factory.mktemp("plans")
-        config = folder / "c.yaml"
-        config.write_text(GOOD, encoding="utf-8")
-        plan, _, _ = compile_file(str(config), "auto", None, False)
-        path = folder / "p.json"
-        path.write_text(plan.to_json(), encoding="utf-8")
-        return path
-
     @pytest.mark.parametrize(
         "mutate",
         [
@@ -268,3 +269,30 @@ class TestDiffOnMalformedPlans:
         code, _, err = run("diff", str(plan_json), "/dev/zero")
         assert code == 2
         assert "internal error" not in err
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_plan_title_escapes_control_characters(run, tmp_path, fmt):
+    path = tmp_path / "p\x1b]0;x\x07.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    code, out, _ = run("plan", "--format", fmt, str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "p\\x1b]0;x\\x07.yaml" in out
+
+
+def test_diff_labels_escape_control_characters(run, tmp_path):
+    a = tmp_path / "a\x1b[2J.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(GOOD, encoding="utf-8")
+    b.write_text(GOOD.replace("r: 8", "r: 16"), encoding="utf-8")
+    code, out, _ = run("diff", str(a), str(b))
+    assert code == 1
+    assert "\x1b" not in out and "a\\x1b[2J.yaml" in out
+
+
+def test_compile_with_an_object_that_is_no_model_raises_loraplans_error(write):
+    config = loraplan.load_config(write("ok.yaml", GOOD))
+    with pytest.raises(loraplan.LoraplanError) as info:
+        loraplan.compile(config, architecture=42)
+    assert info.value.__cause__ is not None

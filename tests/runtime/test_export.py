@@ -156,4 +156,4 @@ def test_cli_refuses_a_config_with_errors(cli_setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "LP502" in err and "bad.yaml:4" in err
     assert not out.exists()
-    assert main(["export-peft", str(tmp_path / "missing.yaml")]) == 1
+    assert main(["export-peft", str(tmp_path / "missing.yaml")]) == 2  # a missing path is a usage error

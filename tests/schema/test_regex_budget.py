@@ -115,3 +115,37 @@ def test_api_raises_config_error(short_budget):
     with pytest.raises(loraplan.ConfigError) as info:
         loraplan.compile(result.config)
     assert info.value.diagnostics[0].code == "LP550"
+
+
+def test_a_worker_thread_does_not_share_the_main_threads_guard():
+    """The main thread's SIGALRM cannot interrupt a worker: the worker must still refuse up front."""
+    outcome: list[object] = []
+
+    def work():
+        try:
+            with regex_budget.budget():
+                regex_budget.match(SLOW, NAME, full=True)
+            outcome.append("matched")
+        except regex_budget.RegexBudgetError as exc:
+            outcome.append(exc)
+
+    with regex_budget.budget():  # the main thread is guarded meanwhile
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], regex_budget.RegexBudgetError)
+
+
+def test_nesting_limit_does_not_depend_on_the_recursion_limit():
+    import sys
+
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(20_000)  # as torch.compile does
+        with pytest.raises(re.error, match="nested too deeply"):
+            regex_budget.compile_user("(" * 150 + "a" + ")" * 150 + "x")
+    finally:
+        sys.setrecursionlimit(old)
+    assert regex_budget.compile_user("(" * 20 + "a" + ")" * 20).fullmatch("a")
+    assert regex_budget._group_depth(r"\(\(\([(][(]((a))") == 2
