@@ -10,6 +10,7 @@ shrinking a narrow layer's adapter, and the extra parameters of KaSA, MonteCLoRA
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from test_peft_differential import check_layers, compare, config_of
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from loraplan.compiler.compile import compile_plan
+from loraplan.compiler.compile import compile_plan, peft_config
 
 OPTION_CODES = {"LP316", "LP560", "LP561", "LP562", "LP565", "LP566", "LP567"}
 
@@ -231,3 +232,27 @@ def test_tied_decoder_bias_with_lora_only(ewt):
     run(hf_factory("bert", auto="AutoModelForMaskedLM"),
         {"r": 4, "target_modules": ["decoder", "query", "word_embeddings"], "bias": "lora_only",
          "ensure_weight_tying": ewt})
+
+
+@pytest.mark.parametrize("init", ["corda", "lora_ga", "eva"])
+def test_data_driven_inits_say_what_they_need(init):
+    """CorDA raises without preprocess_corda; LoRA-GA silently falls back without preprocess_loraga; EVA
+    initialises later with initialize_lora_eva_weights. The plan says so (LP564), and the statement holds."""
+    from peft import LoraConfig, get_peft_model
+
+    extra = {"lora_ga_config": {}} if init == "lora_ga" else {}
+    config = config_of({"r": 4, "target_modules": ["lin"], "init_lora_weights": init, **extra})
+    plan = compile_plan(config, architecture(mixed))
+    (note,) = [d for d in plan.diagnostics if d.code == "LP564"]
+    assert {"corda": "preprocess_corda", "lora_ga": "preprocess_loraga", "eva": "initialize_lora_eva_weights"}[
+        init] in note.message
+    expected = oracle(mixed, config)
+    if init == "corda":
+        assert expected.error and "eigens" in expected.error and note.severity == "warning"
+    else:
+        assert expected.error is None
+    if init == "lora_ga":  # no gradients attached: PEFT's default init (B = 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = get_peft_model(mixed(), LoraConfig(**peft_config(config)))
+        assert not model.base_model.model.lin.lora_B["default"].weight.any()
