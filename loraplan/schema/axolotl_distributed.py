@@ -12,8 +12,10 @@ core/builders/base.py, utils/schemas/fsdp.py, schemas/validation.py):
   its name is one of Axolotl's bundled `deepspeed_configs/` files, their contents (read from
   axolotl-ai-cloud/axolotl 067b021, 2026-07-24) are used, and said.
 - `deepspeed` and `fsdp` together: Axolotl refuses (`check_fsdp_deepspeed`).
-- The world size comes from the launcher, not the config: `world_size` when written, else 8
-  ranks (one 8-GPU node) are assumed, with an LP359 finding saying so.
+- The world size comes from the launcher, not the config: Axolotl sets `cfg.world_size` from
+  WORLD_SIZE (utils/config/__init__.py `normalize_config`), over anything written. loraplan reads a
+  written `world_size` as the planned number of ranks, else assumes 8 (one 8-GPU node), with an
+  LP359 finding saying so.
 """
 
 from __future__ import annotations
