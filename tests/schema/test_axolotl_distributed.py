@@ -133,3 +133,9 @@ def test_native_example_plans_what_axolotls_example_plans():
     axolotl, _ = check_loaded(load_file(CORPUS / "llama-3/qlora-fsdp-70b.yaml"))
     assert native.memory == axolotl.memory and native.memory.scope == "per rank"
     assert native.memory.host_bytes > 0 and native.fingerprint == axolotl.fingerprint
+
+
+def test_world_size_from_dp_shard_and_replicate_sizes():
+    r = load("fsdp_version: 2\nfsdp_config: {offload_params: false}\ndp_shard_size: 4\ndp_replicate_size: 2\n")
+    d = r.config.distributed
+    assert (d.world_size, d.shard_size, d.fsdp.dp_shard_size) == (8, 4, 4) and r.diagnostics == []
