@@ -78,9 +78,13 @@ def prepare(model, args, device: torch.device):
                                             reshard_after_forward=True)
     if device.type == "cuda":
         from accelerate import Accelerator
+        from torch.distributed.fsdp import FSDPModule
 
         accelerator = Accelerator(fsdp_plugin=plugin)
-        return accelerator.prepare(model)
+        model = accelerator.prepare(model)
+        if not isinstance(model, FSDPModule):  # accelerate runs FSDP only when launched distributed
+            raise SystemExit(f"accelerate did not shard ({accelerator.distributed_type}): launch with torchrun")
+        return model
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
     fake = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None, parallelism_config=None,

@@ -64,8 +64,9 @@ def quant_storage(c: Config, doc: SourceDoc) -> Iterator[Diagnostic]:
     if d.fsdp is not None and d.fsdp.version == 2 and storage == "uint8":
         yield _d(doc, where, "LP353", "warning",
                  "4-bit weights stored as uint8 under FSDP2: accelerate leaves non-floating Params4bit out of "
-                 f"the sharding ({ACCELERATE_FSDP2}), so every rank holds all 4-bit weights (counted so in the "
-                 "per-rank estimate); accelerate before that change fails on them", hint=hint)
+                 f"the sharding ({ACCELERATE_FSDP2}: uint8 storage \"cannot survive fully_shard's DTensor "
+                 "conversion\"), so every rank holds all 4-bit weights (counted so in the per-rank estimate)",
+                 hint=hint)
     elif d.fsdp is not None and (d.fsdp.version == 1 or storage == "uint8"):
         yield _d(doc, where, "LP353", "error",
                  f"4-bit weights stored as {storage} with a {c.dtype} model under FSDP1: FSDP flattens each unit "

@@ -119,3 +119,17 @@ def test_too_big_for_one_gpu_is_said(arch):
     sharded = plan_for(arch, {"world_size": 2, "fsdp": {}}, sequence_len=65536, gradient_checkpointing=False)
     assert [d.code for d in sharded.diagnostics if d.code.startswith("LP58")] == ["LP581"]
     assert not [d for d in plan_for(arch).diagnostics if d.code.startswith("LP58")]
+
+
+def test_deepseek_v3_on_one_device_is_not_silent():
+    config = Config.model_validate({"base_model": "deepseek-ai/DeepSeek-V3", "lora": {"r": 16,
+                                                                                     "target_modules": "all-linear"}})
+    plan = compile_plan(config, load_catalog_architecture("deepseek-ai/DeepSeek-V3"))
+    [warn] = [d for d in plan.diagnostics if d.code == "LP580"]
+    assert warn.severity == "warning" and "distributed:" in warn.hint
+    sharded = compile_plan(config.model_copy(update={"distributed": Config.model_validate(
+        {"base_model": "m", "lora": {}, "distributed": {"world_size": 64, "fsdp": {}}}).distributed}),
+        load_catalog_architecture("deepseek-ai/DeepSeek-V3"))
+    # 1/64 of the weights, but two whole MoE blocks gathered (about 22 GB each in bf16): not 1/64 of the total
+    assert sharded.memory.scope == "per rank" and sharded.memory.total_bytes < plan.memory.total_bytes / 8
+    assert sharded.memory.breakdown["gathered_params"] > 40 * 10**9

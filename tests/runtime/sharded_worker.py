@@ -188,6 +188,9 @@ def _rank(rank: int, world: int, port: int, engine: str, variants: list[tuple], 
         report = model.loraplan_fast_report or SimpleNamespace(fast=[], fallback={})
         model, opt = _shard(model, engine)
         sharded = sum(type(p).__name__ == "DTensor" or hasattr(p, "ds_id") for p in model.parameters())
+        from loraplan.runtime.engines import detect_engine
+
+        detected = detect_engine(model)
         counter = Counter()
         losses, grads = [], []
         for _ in range(STEPS):
@@ -207,7 +210,7 @@ def _rank(rank: int, world: int, port: int, engine: str, variants: list[tuple], 
         dist.all_reduce(mean)
         results[(qlora, mode)] = {
             "losses": (mean / world).tolist(), "grads": grads, "fused_calls": counter.calls, "sharded": sharded,
-            "fast": len(report.fast), "fallback": dict(report.fallback),
+            "fast": len(report.fast), "fallback": dict(report.fallback), "engine": detected,
             "lp620": [d.message for d in plan.diagnostics if d.code == "LP620"],
         }
     if rank == 0:

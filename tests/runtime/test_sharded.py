@@ -38,12 +38,13 @@ def assert_same(got, ref, rtol, steps=STEPS):
             assert err < 10 * rtol, (step, name, err)
 
 
-def check(got, ref, rtol, engine_steps=STEPS):
+def check(got, ref, rtol, engine_steps=STEPS, detected="fsdp2"):
     """The fused run equals PEFT's layer under the same engine at every step, and one process on the whole
     batch for the first `engine_steps` steps (where the engine itself does; ZeRO-3: the first only)."""
     fused, peft = got["auto"], got["peft"]
     assert fused["fused_calls"] > 0 and peft["fused_calls"] == 0, "the fused path did not run (or PEFT's did not)"
     assert fused["sharded"] > 0, "nothing was sharded"
+    assert fused["engine"] == detected  # engines.detect_engine on the wrapped model
     assert fused["fast"] == 14 and fused["fallback"] == {}
     assert fused["losses"][-1] < fused["losses"][0]
     assert_same(fused, peft, rtol)
@@ -76,7 +77,7 @@ def test_zero3_lora(folder, refs, tmp_path):
     """DeepSpeed ZeRO-3 itself drifts from one process after the second AdamW step (PEFT's layer as much
     as the fused one, to the bit): the fused run is held to PEFT's under ZeRO-3 at every step."""
     got = runs("zero3", folder, tmp_path)
-    check(got, refs[False], rtol=1e-5, engine_steps=2)
+    check(got, refs[False], rtol=1e-5, engine_steps=2, detected="zero3")
     assert got["auto"]["lp620"] == []
 
 

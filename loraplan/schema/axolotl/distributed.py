@@ -12,8 +12,10 @@ core/builders/base.py, utils/schemas/fsdp.py, schemas/validation.py):
   its name is one of Axolotl's bundled `deepspeed_configs/` files, their contents (read from
   axolotl-ai-cloud/axolotl 067b021, 2026-07-24) are used, and said.
 - `deepspeed` and `fsdp` together: Axolotl refuses (`check_fsdp_deepspeed`).
-- The world size comes from the launcher, not the config: `world_size` when written, else 8
-  ranks (one 8-GPU node) are assumed, with an LP359 finding saying so.
+- The world size comes from the launcher, not the config: Axolotl sets `cfg.world_size` from
+  WORLD_SIZE (utils/config/__init__.py `normalize_config`), over anything written. loraplan reads a
+  written `world_size` as the planned number of ranks, else `dp_shard_size` x `dp_replicate_size`
+  (accelerate's ParallelismConfig), else assumes 8 (one 8-GPU node), with an LP359 finding.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def _world_size(t: Tree, src: tuple) -> None:
     n = lax_int(t.raw("world_size"))
     if isinstance(n, int) and not isinstance(n, bool):
         t.put(("distributed", "world_size"), n, ("world_size",), "world_size")
+        return
+    shard, replicate = lax_int(t.raw("dp_shard_size")), lax_int(t.raw("dp_replicate_size", 1))
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (shard, replicate)):
+        # accelerate's ParallelismConfig: dp_replicate_size x dp_shard_size ranks (no TP / CP here)
+        t.put(("distributed", "world_size"), shard * replicate, ("dp_shard_size",), "dp_shard_size",
+              register_key=False)
         return
     t.put(("distributed", "world_size"), ASSUMED_WORLD_SIZE, src, src[0], register_key=False)
     t.report("LP359", "info",

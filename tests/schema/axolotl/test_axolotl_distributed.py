@@ -125,3 +125,17 @@ def test_corpus_distributed_findings_are_exactly_these():
         ("LP356", "llama-4/scout-vision-qlora-fsdp2-flex.yaml"): ("info", 39),
         ("LP357", "mistral/mistral-qlora-fsdp.yml"): ("warning", 44),
     }
+
+
+def test_native_example_plans_what_axolotls_example_plans():
+    """examples/llama3-70b-qlora-fsdp.yaml is Axolotl's llama-3/qlora-fsdp-70b.yaml written natively."""
+    native, _ = check_loaded(load_file(Path(__file__).parents[2] / "examples" / "llama3-70b-qlora-fsdp.yaml"))
+    axolotl, _ = check_loaded(load_file(CORPUS / "llama-3/qlora-fsdp-70b.yaml"))
+    assert native.memory == axolotl.memory and native.memory.scope == "per rank"
+    assert native.memory.host_bytes > 0 and native.fingerprint == axolotl.fingerprint
+
+
+def test_world_size_from_dp_shard_and_replicate_sizes():
+    r = load("fsdp_version: 2\nfsdp_config: {offload_params: false}\ndp_shard_size: 4\ndp_replicate_size: 2\n")
+    d = r.config.distributed
+    assert (d.world_size, d.shard_size, d.fsdp.dp_shard_size) == (8, 4, 4) and r.diagnostics == []
