@@ -10,8 +10,8 @@ from loraplan.commands.file_args import expand
 
 pytestmark = pytest.mark.usefixtures("plain_env")
 
-GOOD = "base_model: m\nlora:\n  target_modules: [q]\n"
-BAD = "base_model: m\nlora:\n  r: 0\n"
+GOOD = "base_model: meta-llama/Llama-3.2-1B\nlora:\n  target_modules: [q_proj]\n"
+BAD = "base_model: meta-llama/Llama-3.2-1B\nlora:\n  r: 0\n"
 
 
 @pytest.fixture

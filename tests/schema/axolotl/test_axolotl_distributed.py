@@ -11,7 +11,7 @@ import pytest
 from loraplan.compiler.compile import check_loaded
 from loraplan.schema.load import load_file, load_text
 
-CORPUS = Path(__file__).parent / "data" / "axolotl-examples"
+CORPUS = Path(__file__).parents[1] / "data" / "axolotl-examples"
 HEAD = ("base_model: meta-llama/Meta-Llama-3-8B\nadapter: qlora\nload_in_4bit: true\nlora_r: 16\nlora_alpha: 32\n"
         "lora_target_linear: true\n")
 
@@ -129,7 +129,7 @@ def test_corpus_distributed_findings_are_exactly_these():
 
 def test_native_example_plans_what_axolotls_example_plans():
     """examples/llama3-70b-qlora-fsdp.yaml is Axolotl's llama-3/qlora-fsdp-70b.yaml written natively."""
-    native, _ = check_loaded(load_file(Path(__file__).parents[2] / "examples" / "llama3-70b-qlora-fsdp.yaml"))
+    native, _ = check_loaded(load_file(Path(__file__).parents[3] / "examples" / "llama3-70b-qlora-fsdp.yaml"))
     axolotl, _ = check_loaded(load_file(CORPUS / "llama-3/qlora-fsdp-70b.yaml"))
     assert native.memory == axolotl.memory and native.memory.scope == "per rank"
     assert native.memory.host_bytes > 0 and native.fingerprint == axolotl.fingerprint
