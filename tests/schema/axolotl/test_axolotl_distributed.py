@@ -132,7 +132,8 @@ def test_native_example_plans_what_axolotls_example_plans():
     native, _ = check_loaded(load_file(Path(__file__).parents[3] / "examples" / "llama3-70b-qlora-fsdp.yaml"))
     axolotl, _ = check_loaded(load_file(CORPUS / "llama-3/qlora-fsdp-70b.yaml"))
     assert native.memory == axolotl.memory and native.memory.scope == "per rank"
-    assert native.memory.host_bytes > 0 and native.fingerprint == axolotl.fingerprint
+    assert native.memory.host_bytes > 0 and native.totals == axolotl.totals
+    assert [i.module for i in native.injections] == [i.module for i in axolotl.injections]
 
 
 def test_world_size_from_dp_shard_and_replicate_sizes():
