@@ -61,7 +61,8 @@ def _adapter(name: str, layer: Any, adapter: str) -> Adapter:
         a, b = layer.lora_embedding_A[adapter], layer.lora_embedding_B[adapter]
         a_shape, b_shape = tuple(a.shape), tuple(b.shape)
     params = 0
-    for attr in getattr(layer, "adapter_layer_names", ()):  # A, B, DoRA magnitude, KaSA diagonal, samplers...
+    # A, B, DoRA magnitude, KaSA diagonal, samplers... (variants may list their attribute again)
+    for attr in dict.fromkeys(getattr(layer, "adapter_layer_names", ())):
         container = getattr(layer, attr, None)
         if container is not None and adapter in container:
             held = container[adapter]
