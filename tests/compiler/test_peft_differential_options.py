@@ -153,6 +153,10 @@ STRUCTURE = [
     {"target_modules": r".*\.(q_proj|embed_tokens)", "ensure_weight_tying": True},
     {"target_modules": ["q_proj"], "modules_to_save": ["embed_tokens"], "ensure_weight_tying": True},
     {"ensure_weight_tying": True},
+    {"target_modules": ["q_proj", "lm_head"], "modules_to_save": ["lm_head"], "ensure_weight_tying": True},
+    {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True,
+     "init_lora_weights": "orthogonal"},  # the init gives the tied adapter tensors of its own rank
+    {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True},
     {"layer_replication": [[0, 2], [1, 3]]},
     {"layer_replication": [[0, 1]]},
     {"layer_replication": [[2, 3], [0, 2]], "target_modules": "all-linear"},
