@@ -180,7 +180,8 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
     for m in deferred:
         if _check_module(res, arch, m, lora):
             r, alpha, rk, ak = mt.rank_and_alpha(spec, m.name)
-            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak, shape_r=embed_r))
+            tied_r = embed_r if m.kind in ("linear", "conv1d_gpt2") else None  # Embedding ignores tied_adapter
+            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak, shape_r=tied_r))
 
     if not res.modules and not res.parameters and not res.unwrappable:
         if res.excluded and not unmatched:
