@@ -120,7 +120,7 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
     if spec.task_type in TASK_MODULES_TO_SAVE_BEFORE:
         spec.modules_to_save = (spec.modules_to_save or []) + TASK_MODULES_TO_SAVE_BEFORE[spec.task_type]
     res = Resolution(spec=spec, modules=[], parameters=[], modules_to_save=[], excluded=[])
-    res.tied = weight_tying.rewrite(spec, arch, lora)
+    res.tied, mts_tied = weight_tying.rewrite(spec, arch, lora)
     res.moe = convert(spec, arch)
     if res.moe is not None and res.moe.refused:
         res.refusals.append(Refusal("moe_partial", res.moe.refused))
@@ -173,11 +173,15 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
 
     if spec.target_parameters:
         _resolve_parameters(res, arch, lora, fifo)
-    embed_r = next((t.r for t in res.modules if t.name == arch.input_embedding), None)
+    # The tied adapters take the embedding adapter's tensors, unless the init then assigns new ones of
+    # the module's own rank (every weight-reading init and MiCA do; true/false/gaussian/eva init in place).
+    keeps = not isinstance(lora.init_lora_weights, str) or lora.init_lora_weights in ("gaussian", "eva")
+    embed_r = next((t.r for t in res.modules if t.name == arch.input_embedding), None) if keeps else None
     for m in deferred:
         if _check_module(res, arch, m, lora):
             r, alpha, rk, ak = mt.rank_and_alpha(spec, m.name)
-            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak, shape_r=embed_r))
+            tied_r = embed_r if m.kind in ("linear", "conv1d_gpt2") else None  # Embedding ignores tied_adapter
+            res.modules.append(ModuleTarget(m.name, m, r, alpha, rk, ak, shape_r=tied_r))
 
     if not res.modules and not res.parameters and not res.unwrappable:
         if res.excluded and not unmatched:
@@ -189,6 +193,10 @@ def resolve_targets(lora: Any, arch: Architecture) -> Resolution:
     wrap = (spec.modules_to_save or []) + (after or [])
     res.modules_to_save = mt.modules_to_save_hits(wrap, names)
     _check_modules_to_save(res, arch)
+    adapted = {t.name for t in res.modules}
+    for name in mt.modules_to_save_hits(mts_tied, names):  # tied copies of the saved embedding
+        if name in adapted:
+            res.refusals.append(Refusal("mts_adapted", "it is adapted by LoRA too", [name]))
     return res
 
 

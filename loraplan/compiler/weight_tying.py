@@ -39,10 +39,14 @@ def embedding_in(raw: Any) -> bool:
     return any(m.split(".")[-1] in EMBEDDING_LAYER_NAMES for m in raw or [])
 
 
-def rewrite(spec: Any, arch: Architecture, lora: Any) -> list[str]:
-    """Apply the rewrite to `spec` (before defaults and all-linear, as PEFT does); the tied modules."""
+def rewrite(spec: Any, arch: Architecture, lora: Any) -> tuple[list[str], list[str]]:
+    """Apply the rewrite to `spec` (before defaults and all-linear, as PEFT does).
+
+    Returns (modules adapted last with tied adapters, modules wrapped as tied copies of the saved
+    embedding); PEFT raises TypeError when one of the latter is a LoRA layer by then.
+    """
     if not getattr(lora, "ensure_weight_tying", False):
-        return []
+        return [], []
     tied = tied_with_embedding(arch)
     saved = any(m.split(".")[-1] in EMBEDDING_LAYER_NAMES for m in spec.modules_to_save or [])
     embed = arch.input_embedding
@@ -56,12 +60,12 @@ def rewrite(spec: Any, arch: Architecture, lora: Any) -> list[str]:
                     keep.remove(m)
                     break
         spec.modules_to_save = keep
-        return []
+        return [], tied
     if not tied or not embedding_in(spec.target_modules):
-        return []
+        return [], []
     if isinstance(spec.target_modules, str):
         spec.target_modules = rf"(?:{spec.target_modules}|^{re.escape(embed)}$)"
-        return tied
+        return tied, []
     targets = set(spec.target_modules)
     targets.add(embed)
     for key in tied:
@@ -70,7 +74,7 @@ def rewrite(spec: Any, arch: Architecture, lora: Any) -> list[str]:
                 targets.remove(m)
                 break
     spec.target_modules = targets
-    return tied
+    return tied, []
 
 
 def is_tied(name: str, tied: list[str]) -> bool:

@@ -153,6 +153,10 @@ STRUCTURE = [
     {"target_modules": r".*\.(q_proj|embed_tokens)", "ensure_weight_tying": True},
     {"target_modules": ["q_proj"], "modules_to_save": ["embed_tokens"], "ensure_weight_tying": True},
     {"ensure_weight_tying": True},
+    {"target_modules": ["q_proj", "lm_head"], "modules_to_save": ["lm_head"], "ensure_weight_tying": True},
+    {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True,
+     "init_lora_weights": "orthogonal"},  # the init gives the tied adapter tensors of its own rank
+    {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True},
     {"layer_replication": [[0, 2], [1, 3]]},
     {"layer_replication": [[0, 1]]},
     {"layer_replication": [[2, 3], [0, 2]], "target_modules": "all-linear"},
@@ -256,3 +260,10 @@ def test_data_driven_inits_say_what_they_need(init):
             warnings.simplefilter("ignore")
             model = get_peft_model(mixed(), LoraConfig(**peft_config(config)))
         assert not model.base_model.model.lin.lora_B["default"].weight.any()
+
+
+def test_tied_embeddings_keep_their_own_rank():
+    """T5 ties encoder/decoder embed_tokens and lm_head to `shared`: only the Linear lm_head takes the
+    embedding adapter's tensors (and so its rank); tied Embeddings get adapters of their own rank."""
+    run(hf_factory("t5"), {"r": 6, "target_modules": ["o", "lm_head"], "rank_pattern": {"shared": 8},
+                           "ensure_weight_tying": True, "init_lora_weights": False})

@@ -3,7 +3,7 @@ LoRA variants and option combinations (random_options.py), each run through `get
 tiny CPU model with real weights and compared exactly (modules, parameters, trainable / total, and
 every LoRA layer's r, scaling, shape and size); a schema refusal must be one PEFT makes too.
 
-CI runs a fixed, seeded set (LORAPLAN_RANDOM_CASES, default 200). By hand, a larger one:
+CI runs a fixed, seeded set (LORAPLAN_RANDOM_CASES, default 400). By hand, a larger one:
     PYTHONPATH=.:tests/compiler python tests/compiler/test_peft_random_search.py --cases 3000
 prints every disagreement and the time taken.
 """
@@ -26,7 +26,7 @@ from test_peft_differential import check_layers, compare
 from loraplan.compiler.compile import compile_plan
 from loraplan.schema.load import load_text
 
-CASES = int(os.environ.get("LORAPLAN_RANDOM_CASES", "200"))
+CASES = int(os.environ.get("LORAPLAN_RANDOM_CASES", "400"))
 # Schema errors that are not PEFT refusals but loraplan's own stricter rules, each with its reason.
 STRICTER = {
     "LP308": "an empty target list with nothing else targeted: PEFT builds an empty adapter, loraplan refuses",
