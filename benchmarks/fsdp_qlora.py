@@ -70,7 +70,11 @@ def base_folder(args) -> str:
 
 
 def prepare(model, args, device: torch.device):
-    """FSDP2 through accelerate: full shard of each decoder block, as Axolotl's fsdp_version 2 sets it up."""
+    """FSDP2 through accelerate: full shard of each decoder block, as Axolotl's fsdp_version 2 sets it up.
+
+    Returns (model, optimizer): accelerate's FSDP2 `prepare` takes both together (it rebuilds the
+    optimizer's parameter list on the sharded parameters).
+    """
     from accelerate.utils import FullyShardedDataParallelPlugin
 
     plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
@@ -81,15 +85,17 @@ def prepare(model, args, device: torch.device):
         from torch.distributed.fsdp import FSDPModule
 
         accelerator = Accelerator(fsdp_plugin=plugin)
-        model = accelerator.prepare(model)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+        model, opt = accelerator.prepare(model, opt)
         if not isinstance(model, FSDPModule):  # accelerate runs FSDP only when launched distributed
             raise SystemExit(f"accelerate did not shard ({accelerator.distributed_type}): launch with torchrun")
-        return model
+        return model, opt
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
     fake = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None, parallelism_config=None,
                            mixed_precision="no", is_main_process=dist.get_rank() == 0, device=device)
-    return fsdp2_prepare_model(fake, model)
+    model = fsdp2_prepare_model(fake, model)
+    return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
 
 
 def batches(args, vocab: int) -> list[torch.Tensor]:
@@ -114,8 +120,7 @@ def run(name: str, folder: str, plan, config, args, device: torch.device) -> dic
     model = apply(plan, model, fast=fused, autocast_adapter_dtype=fused)  # PEFT: bf16 adapters
     report = model.loraplan_fast_report
     model.train()
-    model = prepare(model, args, device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    model, opt = prepare(model, args, device)
     data = batches(args, model.config.vocab_size)
     if device.type == "cuda":
         torch.cuda.synchronize()
