@@ -85,7 +85,7 @@ def eva_bounds(modules: list, rho: float) -> tuple[int, int]:
 
 def tokens_and_tying(ctx: Ctx) -> Iterator[Diagnostic]:
     lora = ctx.lora
-    plan = plan_tokens(lora, ctx.arch, ctx.adapted)
+    plan = plan_tokens(lora, ctx.arch, ctx.adapted, ctx.res.spec.modules_to_save, ctx.res.modules_to_save)
     path, key = ctx.where("trainable_token_indices")
     for text in plan.errors:
         yield ctx.d("LP566", "error", text, path, key=key)

@@ -93,7 +93,8 @@ def compute_totals(config: Any, res: Resolution, arch: Architecture) -> Totals:
         entries.append(_Entry(w, size, not nested, "copy"))
         wrapped.append(w)
 
-    for rows in plan_tokens(lora, arch, {t.name for t in res.modules}).rows:  # trainable_token_indices deltas
+    tokens = plan_tokens(lora, arch, {t.name for t in res.modules}, res.spec.modules_to_save, res.modules_to_save)
+    for rows in tokens.rows:  # trainable_token_indices deltas
         entries.append(_Entry(rows.module, rows.params, True, "tokens"))
 
     total = sum(e.count for e in entries)

@@ -8,10 +8,17 @@ tied embeddings, the modules tied to the input embedding reuse its delta (nothin
 unless a mapping gives them other ids (then each wraps its own; with ensure_weight_tying PEFT
 raises). A mapping key also in modules_to_save, a key matching nothing and a wrapped module that
 LoRA adapted are PEFT errors, and so is an id past the vocabulary (IndexError, with real weights).
+
+modules_to_save here is PEFT's list by then: the task heads added and, with ensure_weight_tying and a
+saved embed_tokens / lm_head, the embedding's full name in place of the tied modules' entries. Once
+the input embedding is wrapped in a ModulesToSaveWrapper, transformers v5's tied keys no longer name
+its parameters, so PEFT finds no tied module: each mapped layer gets a delta of its own, nothing
+reuses the embedding's, and different ids are no conflict (found by the random search, seed 7954).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +55,20 @@ def _dims(arch: Architecture, name: str) -> tuple[int, int]:
     return int(m.out_features or 0), int(m.in_features or 0)
 
 
-def plan_tokens(lora: Any, arch: Architecture, adapted: set[str]) -> TokenPlan:
+def plan_tokens(lora: Any, arch: Architecture, adapted: set[str], saved: list[str] | None = None,
+                wrapped: Iterable[str] = ()) -> TokenPlan:
+    """`saved`: PEFT's modules_to_save list by then (default: the config's); `wrapped`: the modules in a
+    ModulesToSaveWrapper."""
     out = TokenPlan()
     tti = lora.trainable_token_indices
     if tti is None:
         return out
     layers = dict(tti) if isinstance(tti, dict) else {arch.input_embedding or "embed_tokens": list(tti)}
     for key in layers:
-        if key in (lora.modules_to_save or []):
+        if key in ((lora.modules_to_save if saved is None else saved) or []):
             out.errors.append(f"`{key}` is in modules_to_save as well: PEFT refuses training it both in full and "
                               "by token rows")
-    tied_names = tied_with_embedding(arch)
+    tied_names = [] if arch.input_embedding in set(wrapped) else tied_with_embedding(arch)
     ewt = bool(lora.ensure_weight_tying)
     skip: set[str] = set()
     mismatch = False

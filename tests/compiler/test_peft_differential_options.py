@@ -157,6 +157,16 @@ STRUCTURE = [
     {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True,
      "init_lora_weights": "orthogonal"},  # the init gives the tied adapter tensors of its own rank
     {"target_modules": ["q_proj", "lm_head"], "rank_pattern": {"lm_head": 2}, "ensure_weight_tying": True},
+    # ensure_weight_tying saves the embedding in place of lm_head: PEFT then finds no module tied to the
+    # wrapped embedding, so each mapped layer trains rows of its own (random search, seed 7954)
+    {"trainable_token_indices": {"embed_tokens": [1], "lm_head": [1]}, "modules_to_save": ["lm_head"],
+     "ensure_weight_tying": True},
+    {"trainable_token_indices": {"embed_tokens": [1], "lm_head": [2, 3]}, "modules_to_save": ["lm_head"],
+     "ensure_weight_tying": True},
+    {"trainable_token_indices": {"lm_head": [1]}, "modules_to_save": ["lm_head"], "ensure_weight_tying": True},
+    {"trainable_token_indices": [1], "modules_to_save": ["lm_head"], "ensure_weight_tying": True},
+    {"trainable_token_indices": {"embed_tokens": [1], "lm_head": [1]}, "modules_to_save": ["model.embed_tokens"]},
+    {"trainable_token_indices": [1], "modules_to_save": ["lm_head"]},
     {"layer_replication": [[0, 2], [1, 3]]},
     {"layer_replication": [[0, 1]]},
     {"layer_replication": [[2, 3], [0, 2]], "target_modules": "all-linear"},
