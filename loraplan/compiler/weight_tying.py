@@ -54,27 +54,26 @@ def rewrite(spec: Any, arch: Architecture, lora: Any) -> tuple[list[str], list[s
         keep = list(spec.modules_to_save)
         if embed not in keep:
             keep.append(embed)
-        for key in tied:
-            for m in list(keep):
-                if re.match(rf"(^|.*\.){m}($|\..*)", key):
-                    keep.remove(m)
-                    break
-        spec.modules_to_save = keep
+        spec.modules_to_save = _drop_tied(keep, tied)
         return [], tied
     if not tied or not embedding_in(spec.target_modules):
         return [], []
     if isinstance(spec.target_modules, str):
         spec.target_modules = rf"(?:{spec.target_modules}|^{re.escape(embed)}$)"
         return tied, []
-    targets = set(spec.target_modules)
-    targets.add(embed)
-    for key in tied:
-        for m in sorted(targets):
-            if re.match(rf"(^|.*\.){m}($|\..*)", key):
-                targets.remove(m)
-                break
-    spec.target_modules = targets
+    spec.target_modules = set(_drop_tied(sorted({*spec.target_modules, embed}), tied))
     return tied, []
+
+
+def _drop_tied(names: list[str], tied: list[str]) -> list[str]:
+    """PEFT's tie loops: for each tied key, the first of `names` it names (itself or a parent) goes."""
+    names = list(names)
+    for key in tied:
+        for m in names:
+            if re.match(rf"(^|.*\.){m}($|\..*)", key):
+                names.remove(m)
+                break
+    return names
 
 
 def is_tied(name: str, tied: list[str]) -> bool:
